@@ -1,0 +1,1 @@
+"""The warehouse: connection, embedded server, export/import/backup/restore."""
