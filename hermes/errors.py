@@ -33,7 +33,7 @@ class WarehouseUnavailableError(HermesError):
     exit_code = 3
 
 
-class FormatError(HermesError):
+class FormatError(HermesError, ValueError):
     """A file is malformed or does not hold what its extension says.
 
     ``location`` is a human phrase such as ``"line 12"``, ``"row 4"`` or ``"byte 1024"``.
@@ -49,11 +49,18 @@ class FormatError(HermesError):
         super().__init__(f"{where}: {message}")
 
 
-class UnsupportedFormatError(HermesError):
+class MissingFileError(FormatError, FileNotFoundError):
+    """The input file does not exist."""
+
+    def __init__(self, path: str | Path) -> None:
+        FormatError.__init__(self, path, "no such file")
+
+
+class UnsupportedFormatError(HermesError, ValueError):
     """The file name or format name is not one Hermes reads or writes."""
 
 
-class UnsupportedValueError(HermesError):
+class UnsupportedValueError(HermesError, ValueError):
     """A value cannot be held by the chosen format without changing it."""
 
 

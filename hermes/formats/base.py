@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from hermes.errors import FormatError
+from hermes.errors import FormatError, MissingFileError
 
 Document = dict[str, Any]
 
@@ -124,7 +124,7 @@ def open_input(path: str | Path, compression: str | None = None) -> Iterator[IO[
     try:
         raw = open(source, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
-        raise FormatError(source, "no such file") from None
+        raise MissingFileError(source) from None
     except IsADirectoryError:
         raise FormatError(source, "is a folder, not a file") from None
     except PermissionError:

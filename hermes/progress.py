@@ -1,0 +1,36 @@
+"""Progress reporting between the library and whoever shows it.
+
+Library functions take a ``progress`` object and tell it what they do; they never draw anything.
+The CLI passes one that draws a bar on a terminal; everything else gets :data:`NO_PROGRESS`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Progress(Protocol):
+    def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
+        """A new task begins (``total`` when known, e.g. a collection's estimated count)."""
+
+    def advance(self, count: int = 1) -> None:
+        """``count`` more units of the current task are done."""
+
+    def finish(self) -> None:
+        """The current task is over (successfully or not)."""
+
+
+class NullProgress:
+    """Shows nothing."""
+
+    def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+NO_PROGRESS: Progress = NullProgress()
