@@ -1,0 +1,1 @@
+"""Helpers built on the formats: file managers, artifact serialization, export and import."""
