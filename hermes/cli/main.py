@@ -103,7 +103,7 @@ class HermesGroup(click.Group):
             raise click.exceptions.Exit(code) from None
 
 
-@click.group(cls=HermesGroup, epilog=EXIT_CODES_HELP)
+@click.group("hermes", cls=HermesGroup, epilog=EXIT_CODES_HELP)
 @click.option(
     "--uri",
     metavar="URI",

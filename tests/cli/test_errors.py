@@ -1,0 +1,97 @@
+"""Errors end a command with one line on stderr and a documented exit code; --debug adds a traceback."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hermes.cli import cli
+from hermes.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
+
+UNREACHABLE = "mongodb://u:secret@127.0.0.1:1/"
+
+
+def test_unreachable_warehouse_exits_3_without_the_password():
+    result = CliRunner().invoke(cli, ["--uri", UNREACHABLE, "load-sample"])
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        "Error: Cannot reach the warehouse at mongodb://u:***@127.0.0.1:1/"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "secret" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_errors_are_one_line_and_debug_adds_the_traceback(run, sample):
+    plain = run("load-sample")
+    assert plain.exit_code == 2
+    assert plain.stderr.splitlines() == [plain.stderr.strip()]
+    assert plain.stderr.startswith("Error: ")
+    assert "--force" in plain.stderr
+    assert "Traceback" not in plain.output
+
+    debug = run("--debug", "load-sample")
+    assert debug.exit_code == 2
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "ConfirmationRequiredError" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+
+
+@pytest.fixture
+def failing_command():
+    """A command that fails the way a bug or Ctrl-C would, added to the real group."""
+
+    @click.command("fail")
+    @click.argument("how")
+    def fail(how: str) -> None:
+        if how == "interrupt":
+            raise KeyboardInterrupt
+        raise RuntimeError("mongodb://admin:hunter2@db.example.com/ broke")
+
+    cli.add_command(fail)
+    yield
+    cli.commands.pop("fail")
+
+
+def test_ctrl_c_exits_130_with_a_short_message(failing_command):
+    result = CliRunner().invoke(cli, ["fail", "interrupt"])
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert result.stderr.strip() == "Interrupted."
+
+
+def test_unexpected_errors_exit_70_masked_and_point_to_debug(failing_command):
+    result = CliRunner().invoke(cli, ["fail", "bug"])
+    assert result.exit_code == EXIT_INTERNAL
+    assert "RuntimeError" in result.stderr
+    assert "--debug" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert "mongodb://admin:***@db.example.com/" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--format", "xml"],
+        ["export", "--compression", "bzip2"],
+        ["export", "--query", "{not json"],
+        ["export", "--query", "[1, 2]"],
+        ["export", "--sort", '{"a": 2}'],
+        ["export", "--limit", "0"],
+        ["import-data"],
+        ["import-data", "--input-file", "missing.json"],
+        ["import-data", "--input-dir", ".", "--input-file", "x.json"],
+        ["import-data", "--input-file", "x.json", "--document-type", "tweets"],
+        ["restore"],
+        ["backup", "--format", "xml"],
+        ["migrate", "--source-dir", "nowhere", "--target-dir", "out"],
+    ],
+    ids=" ".join,
+)
+def test_bad_options_are_usage_errors(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.json").write_text("[]")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "Error" in result.stderr
+    assert "Traceback" not in result.output
