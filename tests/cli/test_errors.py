@@ -25,7 +25,7 @@ def test_unreachable_warehouse_exits_3_without_the_password():
 
 def test_refused_credentials_exit_3_without_the_password(warehouse_server, database_name):
     uri = warehouse_server.uri.replace("mongodb://", "mongodb://reader:s3cret@")
-    result = CliRunner().invoke(cli, ["--uri", uri, "--database", database_name, "status"])
+    result = CliRunner().invoke(cli, ["--uri", uri, "--database", database_name, "load-sample"])
     assert result.exit_code == 3
     assert "mongodb://reader:***@127.0.0.1" in result.stderr
     assert "s3cret" not in result.output
