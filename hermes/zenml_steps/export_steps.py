@@ -98,14 +98,17 @@ def artifact_metadata(artifact: Any, artifact_name: str) -> dict[str, Any]:
     }
 
 
-def export_format(output_file: str | Path, file_format: str | None = None) -> str:
-    """The export format: ``file_format`` if given, else the one the file name says."""
-    name = get_format(file_format).name if file_format else detect_format(output_file)[0].name
-    if name not in EXPORT_FORMATS:
+def export_format(file_format: str | None, output_file: str | Path | None = None) -> str:
+    """The export format named ``file_format``, else the one ``output_file``'s name says."""
+    if file_format or output_file is None:
+        fmt = get_format(file_format or "json")
+    else:
+        fmt = detect_format(output_file)[0]
+    if fmt.name not in EXPORT_FORMATS:
         raise UnsupportedFormatError(
-            f"Artifacts export to {', '.join(EXPORT_FORMATS)}; not to {name} ({output_file})"
+            f"Artifacts export to {', '.join(EXPORT_FORMATS)}; not to {fmt.name}"
         )
-    return name
+    return fmt.name
 
 
 def dumps_json(data: Any) -> bytes:
@@ -199,7 +202,7 @@ def write_artifact(
     JSON holds :func:`serialize_artifact`'s object; JSON Lines and Parquet one record per
     document of a list artifact (through :func:`hermes.formats.write_documents`).
     """
-    name = export_format(output_file, file_format)
+    name = export_format(file_format, output_file)
     result = _WRITERS[name](artifact, artifact_name, Path(output_file), name)
     return replace(result, count=record_count(artifact))
 
