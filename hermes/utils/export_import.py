@@ -177,30 +177,31 @@ class _Walk:
             )
         self.open.add(key)
         try:
-            return self._container(obj)
+            handle, data = self._plan(obj)
+            return handle(data)
         finally:
             self.open.discard(key)
 
-    def _container(self, obj: Any) -> Any:
+    def _plan(self, obj: Any) -> tuple[Callable[[Any], Any], Any]:
+        """How to write ``obj``: a handler and what to hand it (no recursion here, so a level
+        of nesting costs few stack frames)."""
         if isinstance(obj, _OPAQUE):
-            return self._as_text(obj)
+            return self._as_text, obj
         converted = _from_numpy_or_pandas(obj)
         if converted is not _NOT:
-            return self.value(converted)
+            return self.value, converted
         if isinstance(obj, BaseModel):
-            return self._mapping(model_document(obj))
+            return self._mapping, model_document(obj)
         if dataclasses.is_dataclass(obj):
-            return self._mapping({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+            return self._mapping, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
         if isinstance(obj, Mapping):
-            return self._mapping(obj)
+            return self._mapping, obj
         if isinstance(obj, AbstractSet):
-            return self._set(obj)
+            return self._set, obj
         if isinstance(obj, Sequence | Iterator):
-            return self._sequence(obj)
+            return self._sequence, obj
         fields = _public_fields(obj)
-        if fields:
-            return self._mapping(fields)
-        return self._as_text(obj)
+        return (self._mapping, fields) if fields else (self._as_text, obj)
 
     def _mapping(self, data: Mapping[Any, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

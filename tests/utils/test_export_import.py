@@ -48,7 +48,7 @@ from hermes.utils.export_import import (
     ImportStream,
     MissingFolderError,
 )
-from tests.strategies import same_bson
+from tests.strategies import STORED_DOCUMENTS, same_bson
 
 #: Formats still being written (their module raises NotImplementedError).
 _PENDING = {"json", "parquet"}
@@ -476,6 +476,14 @@ def test_any_nested_python_data_serializes_to_stable_json(value):
     assert json.loads(json.dumps(data)) == data
     assert orjson.loads(orjson.dumps(data)) == data
     assert serialize(copy.deepcopy(value)) == data
+
+
+@settings(max_examples=100, deadline=None)
+@given(STORED_DOCUMENTS)
+def test_any_warehouse_document_serializes_to_json(document):
+    data = serialize(document)
+
+    assert orjson.loads(orjson.dumps(data)) == json.loads(json.dumps(data)) == data
 
 
 # ------------------------------------------------------------------------------------------
