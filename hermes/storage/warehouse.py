@@ -70,6 +70,7 @@ from hermes.storage._backup import (
     is_data_file,
     is_internal,
     load_manifest,
+    name_problem,
     newest_backup,
     utc_now_iso,
     validate_collection_name,
@@ -897,8 +898,10 @@ class DataWarehouseImporter:
             for path in sorted(folder.iterdir())
             if is_data_file(path) and (name := collection_of(path, file_format)) is not None
         ]
-        for name, _ in pairs:
-            validate_collection_name(name)
+        for name, path in pairs:
+            problem = name_problem(name)
+            if problem:
+                raise InvalidNameError(f"{path}: {problem}")
         reports = []
         for name, path in pairs:
             rejects = Path(rejects_file) / default_rejects_file(path).name if rejects_file else None
