@@ -45,8 +45,13 @@ def status(state: CliState, backups_root: Path) -> None:
             ((c.name, c.count, size_text(c.size)) for c in report.collections),
         )
     )
-    newest = report.newest_backup
-    console.print(f"Newest backup: {newest if newest else f'none under {backups_root}'}")
+    if report.newest_backup is None:
+        console.print(f"Newest backup: none under {backups_root}")
+    else:
+        created = (
+            f" (created {report.newest_backup_created})" if report.newest_backup_created else ""
+        )
+        console.print(f"Newest backup: {report.newest_backup}{created}")
 
 
 @click.command("load-sample")

@@ -34,6 +34,7 @@ def _warehouse_manager(state: CliState):
     help="Collection to back up (repeat for several). Default: every collection.",
 )
 @compression_option(help="Compress the collection files.")
+@click.option("--force", is_flag=True, help="Replace an existing backup folder of that name.")
 @pass_state
 def backup(
     state: CliState,
@@ -41,6 +42,7 @@ def backup(
     file_format: str,
     collections: tuple[str, ...],
     compression: str | None,
+    force: bool,
 ) -> None:
     """Back up the warehouse to a folder (files + manifest).
 
@@ -63,11 +65,14 @@ def backup(
             file_format,
             list(collections) or None,
             compression=compression,
+            overwrite=force,
             progress=progress,
         )
     from hermes.cli.summary import written_table
 
-    state.show(written_table(f"Backup in {target}", result.results))
+    state.show(
+        written_table(f"Backup in {result.path} (manifest {result.manifest})", result.results)
+    )
 
 
 def _confirm_restore(state: CliState, backup_dir: Path, mode: str) -> None:
@@ -138,10 +143,14 @@ def restore(
             dry_run=dry_run,
             progress=progress,
         )
-    from hermes.cli.summary import imported_table
+    from hermes.cli.summary import imported_table, restore_plan_table
 
-    title = "Dry run: nothing was written" if dry_run else f"Restored {backup_dir}"
-    state.show(imported_table(title, report.reports))
+    if dry_run:
+        state.show(
+            restore_plan_table(f"Dry run: {backup_dir} is intact; nothing was written", report)
+        )
+        return
+    state.show(imported_table(f"Restored {backup_dir} into {report.database!r}", report.reports))
     report_rejects(state, report.reports)
 
 
@@ -154,7 +163,10 @@ def restore(
     help="Folder for the converted files.",
 )
 @format_option("--source-format", help="Format of the source files. Default: from their names.")
-@format_option("--target-format", default="jsonl", help="Format to write.")
+@format_option("--target-format", required=True, help="Format to write.")
+@click.option(
+    "--force", is_flag=True, help="Overwrite files (or a backup) already in --target-dir."
+)
 @pass_state
 def migrate(
     state: CliState,
@@ -162,10 +174,12 @@ def migrate(
     target_dir: Path,
     source_format: str | None,
     target_format: str,
+    force: bool,
 ) -> None:
     """Convert a folder of files (or a backup) to another format.
 
-    Lossless.
+    A backup folder (with manifest.json) is verified, then converted into a new backup
+    with a fresh manifest.
 
     No warehouse is needed: documents stream from file to file with their exact types.
 
@@ -177,7 +191,7 @@ def migrate(
     """
     with state.progress() as progress:
         result = _warehouse_manager(state).migrate(
-            source_dir, target_dir, source_format, target_format, progress=progress
+            source_dir, target_dir, source_format, target_format, overwrite=force, progress=progress
         )
     from hermes.cli.summary import written_table
 
@@ -204,5 +218,9 @@ def verify(state: CliState, backup_dir: Path) -> None:
             state.warn(f"Problem: {problem}")
         from hermes.errors import IntegrityError
 
-        raise IntegrityError(f"backup {backup_dir} failed verification")
-    state.show(f"Backup {backup_dir} is intact.")
+        raise IntegrityError(
+            f"backup {backup_dir} does not match its manifest ({len(report.problems)} problem(s))"
+        )
+    from hermes.cli.summary import verified_table
+
+    state.show(verified_table(f"Backup {backup_dir} is intact", report.collections))

@@ -61,7 +61,5 @@ def describe_error(exc: BaseException, uris: list[str]) -> tuple[int, str]:
     if isinstance(exc, OSError):
         return EXIT_USAGE, scrub(str(exc), uris)
     message = scrub(str(exc), uris)
-    return (
-        EXIT_INTERNAL,
-        f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
-    )
+    what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return EXIT_INTERNAL, f"unexpected {what} (rerun with --debug for the traceback)"

@@ -136,8 +136,9 @@ def cli(
       hermes export --format parquet --output-dir exports/
       hermes backup && hermes verify --backup-dir backups/<timestamp>
     """
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    if debug:  # Hermes' own debug logs; the driver's heartbeat chatter stays out
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        logging.getLogger("hermes").setLevel(logging.DEBUG)
     ctx.obj = CliState(uri=uri, database=database, quiet=quiet, debug=debug)
 
 

@@ -18,11 +18,14 @@ DOCUMENT_TYPES = ("raw", "cleaned", "chunks", "embedded_chunks")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def format_option(*names: str, default: str | None = None, help: str) -> Callable[[F], F]:
+def format_option(
+    *names: str, default: str | None = None, required: bool = False, help: str
+) -> Callable[[F], F]:
     return click.option(
         *(names or ("--format", "file_format")),
         type=click.Choice(FORMATS, case_sensitive=False),
         default=default,
+        required=required,
         show_default=default is not None,
         help=help,
     )

@@ -22,11 +22,23 @@ def _file(path: str | Path | None) -> str:
     return "-" if path is None else str(path)
 
 
+_NUMERIC = {
+    "documents",
+    "read",
+    "inserted",
+    "updated",
+    "unchanged",
+    "rejected",
+    "existing",
+    "indexes",
+}
+
+
 def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     """A plain table; numeric-looking columns are right-aligned by the caller's formatting."""
     result = Table(title=title, title_justify="left")
     for header in headers:
-        numeric = header in ("documents", "read", "inserted", "updated", "unchanged", "rejected")
+        numeric = header in _NUMERIC
         result.add_column(header, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         result.add_row(*(f"{cell:,}" if isinstance(cell, int) else str(cell) for cell in row))
@@ -62,5 +74,36 @@ def imported_table(title: str, reports: Iterable[Any]) -> Table:
                 _seconds(r.seconds),
             )
             for r in reports
+        ),
+    )
+
+
+def restore_plan_table(title: str, report: Any) -> Table:
+    """What a restore would do to each collection (``--dry-run``)."""
+    return table(
+        title,
+        ("collection", "file", "documents", "existing", "indexes", "action"),
+        (
+            (
+                c.collection,
+                c.file,
+                c.documents,
+                "-" if c.existing is None else c.existing,
+                c.indexes,
+                c.action,
+            )
+            for c in report.collections
+        ),
+    )
+
+
+def verified_table(title: str, checks: Iterable[Any]) -> Table:
+    """Each file of a verified backup with the count it holds."""
+    return table(
+        title,
+        ("collection", "documents", "file", "checksum"),
+        (
+            (c.collection, c.actual_count, c.file, "ok" if c.checksum_ok else "WRONG")
+            for c in checks
         ),
     )

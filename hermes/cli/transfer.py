@@ -92,12 +92,15 @@ def export(
     """
     from hermes.storage.warehouse import DataWarehouseExporter
 
+    names = list(collections) or None
+    if not force:
+        _refuse_existing_outputs(state, names, output_dir, file_format, compression)
     exporter = DataWarehouseExporter(state.manager())
     with state.progress() as progress:
         results = exporter.export_all_collections(
             output_dir,
             file_format,
-            collections=list(collections) or None,
+            collections=names,
             compression=compression,
             query=query,
             limit=limit,
@@ -110,6 +113,27 @@ def export(
     from hermes.cli.summary import written_table
 
     state.show(written_table(f"Exported to {output_dir}", results))
+
+
+def _refuse_existing_outputs(
+    state: CliState,
+    collections: list[str] | None,
+    output_dir: Path,
+    file_format: str,
+    compression: str | None,
+) -> None:
+    """Without --force, any existing output file stops the export before a byte is written."""
+    from hermes.errors import ConfirmationRequiredError
+    from hermes.storage._backup import file_name
+
+    names = collections or state.manager().list_collections()
+    paths = [output_dir / file_name(name, file_format, compression) for name in names]
+    existing = [str(path) for path in paths if path.exists()]
+    if existing:
+        raise ConfirmationRequiredError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+            "pass --force to overwrite, or choose another --output-dir"
+        )
 
 
 def _collection_for(input_file: Path) -> str:
@@ -168,7 +192,8 @@ def _collection_for(input_file: Path) -> str:
 @click.option(
     "--rejects-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where rejected records go, with their location and reason (JSON Lines).",
+    help="Where rejected records go, with their location and reason (JSON Lines). "
+    "Default: <input file>.rejects.jsonl. With --input-dir: a folder for one file per input.",
 )
 @pass_state
 def import_data(

@@ -21,7 +21,7 @@ def test_export_writes_every_collection_and_import_restores_them_exactly(
     files = sorted(p.name for p in (tmp_path / "exports").iterdir())
     assert files == sorted(f"{name}.jsonl" for name in sample)
     for name, count in sample.items():
-        [row] = [line for line in exported.stdout.splitlines() if f"{name}.jsonl" in line]
+        [row] = [line for line in exported.stdout.splitlines() if f"/{name}.jsonl" in line]
         assert f" {name} " in row
         assert f" {count} " in row
 
