@@ -30,13 +30,17 @@ from hermes.formats import extjson, get_format, read_documents
 from hermes.formats.base import atomic_output, sha256_file, split_compression
 
 if TYPE_CHECKING:
+    from pymongo.collection import Collection
     from pymongo.database import Database
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 REJECTS_SUFFIX = ".rejects.jsonl"
-#: Where restores take their lock: Hermes' own bookkeeping, never exported or backed up.
+#: Where restores take their lock: a database of Hermes' own, else this collection of the locked
+#: database (Hermes' bookkeeping, never exported or backed up).
+LOCK_DATABASE = "hermes_locks"
 LOCK_COLLECTION = "hermes_locks"
+_UNAUTHORIZED = 13
 #: Prefix of the collection a replacing restore loads before renaming it into place.
 RESTORE_PREFIX = "hermes_restore_tmp_"
 COMPRESSION_SUFFIXES = {"gzip": ".gz", "gz": ".gz", "zstd": ".zst", "zst": ".zst"}
@@ -441,44 +445,69 @@ def _stale(holder: Mapping[str, Any]) -> bool:
     return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
 
 
+def _lock_collections(database: Database) -> Iterator[Collection]:
+    """Where lock documents live: Hermes' own database, so the locked one stays untouched; a
+    collection of the locked database itself when the user may not write elsewhere."""
+    from pymongo import WriteConcern
+
+    concern = WriteConcern(j=True)
+    yield database.client[LOCK_DATABASE].get_collection("locks", write_concern=concern)
+    yield database.get_collection(LOCK_COLLECTION, write_concern=concern)
+
+
+def _acquire(locks: Collection, mine: dict[str, Any]) -> None:
+    from pymongo.errors import DuplicateKeyError
+
+    for _ in range(2):
+        try:
+            locks.insert_one(mine)
+            return
+        except DuplicateKeyError:
+            holder = locks.find_one({"_id": mine["_id"]}) or {}
+            if not _stale(holder):
+                raise WarehouseUnavailableError(
+                    _locked_message(locks, mine["_id"], holder)
+                ) from None
+            locks.delete_one({"_id": mine["_id"], "token": holder.get("token")})
+    raise WarehouseUnavailableError(_locked_message(locks, mine["_id"], {}))
+
+
 @contextlib.contextmanager
 def database_lock(database: Database, purpose: str = "restore") -> Iterator[None]:
-    """Hold the lock of ``database`` (a document in ``hermes_locks``) for the block's duration.
+    """Hold the lock of ``database`` (a document with ``_id`` = its name) for the block.
 
     The server enforces the unique ``_id``, so the lock works across processes and machines. A
     lock left behind by a dead process of this host is taken over; any other refuses.
     """
-    from pymongo import WriteConcern
-    from pymongo.errors import DuplicateKeyError
+    from pymongo.errors import OperationFailure
 
-    locks = database.get_collection(LOCK_COLLECTION, write_concern=WriteConcern(j=True))
-    token = secrets.token_hex(8)
     mine = {
         "_id": database.name,
-        "token": token,
+        "token": secrets.token_hex(8),
         "purpose": purpose,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "since": datetime.now(timezone.utc),
     }
-    for _ in range(2):
+    for locks in _lock_collections(database):
         try:
-            locks.insert_one(mine)
+            _acquire(locks, mine)
             break
-        except DuplicateKeyError:
-            holder = locks.find_one({"_id": database.name}) or {}
-            if not _stale(holder):
-                raise WarehouseUnavailableError(_locked_message(database.name, holder)) from None
-            locks.delete_one({"_id": database.name, "token": holder.get("token")})
+        except OperationFailure as exc:
+            if exc.code != _UNAUTHORIZED:
+                raise
     else:
-        raise WarehouseUnavailableError(_locked_message(database.name, {}))
+        raise WarehouseUnavailableError(
+            f"Cannot take the {purpose} lock of database {database.name!r}: not authorized to "
+            f"write to {LOCK_DATABASE}.locks nor to {database.name}.{LOCK_COLLECTION}"
+        )
     try:
         yield
     finally:
-        locks.delete_one({"_id": database.name, "token": token})
+        locks.delete_one({"_id": database.name, "token": mine["token"]})
 
 
-def _locked_message(name: str, holder: Mapping[str, Any]) -> str:
+def _locked_message(locks: Collection, name: str, holder: Mapping[str, Any]) -> str:
     who = (
         f"{holder.get('purpose', 'an operation')} by process {holder.get('pid')} on "
         f"{holder.get('host')} since {holder.get('since')}"
@@ -487,5 +516,5 @@ def _locked_message(name: str, holder: Mapping[str, Any]) -> str:
     )
     return (
         f"Database {name!r} is locked ({who}); wait for it to finish. If that process is gone, "
-        f"remove the lock: db.{LOCK_COLLECTION}.deleteOne({{_id: {name!r}}})"
+        f"remove the lock document {{_id: {name!r}}} from {locks.full_name}"
     )

@@ -1140,16 +1140,12 @@ class DataWarehouseManager:
     def _replace(
         self, database: Database, name: str, folder: Path, entry: ManifestEntry, progress: Progress
     ) -> ImportReport:
+        """Load into a temporary collection, then rename it over ``name`` in one step, so a
+        failure leaves ``name`` as it was."""
         temp = f"{RESTORE_PREFIX}{secrets.token_hex(6)}"
         try:
-            database.create_collection(temp, **entry.options)
-            report = self._load(temp, folder / entry.file, entry.format, "insert", progress)
-            if report.rejected:
-                raise IntegrityError(
-                    f"{folder / entry.file}: {report.rejected} document(s) could not be restored "
-                    f"({'; '.join(report.errors)}); {name!r} was left as it was"
-                )
-            _create_indexes(database, temp, entry.indexes)
+            report = self._fill(database, temp, folder / entry.file, entry, progress, name)
+            options = _collection_options(database, temp)
             database.client.admin.command(
                 "renameCollection",
                 f"{database.name}.{temp}",
@@ -1160,7 +1156,32 @@ class DataWarehouseManager:
             with contextlib.suppress(Exception):
                 database.drop_collection(temp)
             raise
+        if _collection_options(database, name) != options:
+            # Some servers (the embedded one) lose collection options such as ``capped`` in a
+            # rename: load the collection in place instead.
+            database.drop_collection(name)
+            report = self._fill(database, name, folder / entry.file, entry, progress, name)
         report.collection = name
+        return report
+
+    def _fill(
+        self,
+        database: Database,
+        name: str,
+        path: Path,
+        entry: ManifestEntry,
+        progress: Progress,
+        label: str,
+    ) -> ImportReport:
+        """Create ``name`` with the backup's options, load every document, build the indexes."""
+        database.create_collection(name, **entry.options)
+        report = self._load(name, path, entry.format, "insert", progress)
+        if report.rejected:
+            raise IntegrityError(
+                f"{path}: {report.rejected} document(s) could not be restored "
+                f"({'; '.join(report.errors)})"
+            )
+        _create_indexes(database, name, entry.indexes, label)
         return report
 
     def _merge(
@@ -1336,6 +1357,11 @@ def _sizes(database: Database, name: str) -> tuple[int | None, int | None]:
     )
 
 
+def _collection_options(database: Database, name: str) -> dict[str, Any] | None:
+    infos = list(database.list_collections(filter={"name": name}))
+    return dict(infos[0].get("options", {})) if infos else None
+
+
 def _check_format(file_format: str, manifest: Manifest, names: list[str]) -> None:
     """A format named by the caller must be the one the manifest records."""
     wanted = get_format(file_format).name
@@ -1356,10 +1382,23 @@ def _secondary_indexes(indexes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _create_indexes(database: Database, collection: str, indexes: list[dict[str, Any]]) -> None:
+def _create_indexes(
+    database: Database, collection: str, indexes: list[dict[str, Any]], label: str | None = None
+) -> None:
+    """Build the indexes of a backup (one command); a refusal names the collection's indexes."""
+    from pymongo.errors import OperationFailure
+
     specs = _secondary_indexes(indexes)
-    if specs:
+    if not specs:
+        return
+    try:
         database.command({"createIndexes": collection, "indexes": specs})
+    except OperationFailure as exc:
+        names = ", ".join(str(spec.get("name")) for spec in specs)
+        raise IntegrityError(
+            f"Cannot build the indexes of {label or collection!r} ({names}) from the backup: "
+            f"{exc.details.get('errmsg', exc) if exc.details else exc}"
+        ) from None
 
 
 def _convert(
