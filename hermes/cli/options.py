@@ -52,36 +52,22 @@ def parse_list(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return items
 
 
-def parse_query(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dict | None:
-    """A filter in (Extended) JSON, e.g. ``{"_id": {"$oid": "..."}}``: parsed, never evaluated."""
-    if value is None:
-        return None
-    from hermes.formats import extjson
+def library_parser(name: str) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    """An option callback that parses with the warehouse's own ``name`` (``parse_query``...).
 
-    try:
-        query = extjson.loads(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid (Extended) JSON: {exc}") from None
-    if not isinstance(query, dict):
-        raise click.BadParameter('must be a JSON object, e.g. {"platform": "medium"}')
-    return query
+    The value is checked before anything connects, so a typo is a usage error (exit 2), and
+    the CLI and the library read ``--query``/``--sort``/``--fields`` the same way.
+    """
 
-
-def parse_sort(
-    _ctx: click.Context, _param: click.Parameter, value: str | None
-) -> list[tuple[str, int]] | None:
-    """``"published_at,-views"`` or ``{"published_at": 1, "views": -1}`` -> pymongo sort keys."""
-    if value is None:
-        return None
-    if value.lstrip().startswith("{"):
-        import json
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        if value is None:
+            return None
+        from hermes.errors import HermesError
+        from hermes.storage import warehouse
 
         try:
-            spec = json.loads(value)
-        except ValueError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}") from None
-        if not isinstance(spec, dict) or any(d not in (1, -1) for d in spec.values()):
-            raise click.BadParameter('use {"field": 1 or -1, ...}')
-        return [(name, direction) for name, direction in spec.items()]
-    keys = parse_list(_ctx, _param, value) or []
-    return [(key[1:], -1) if key.startswith("-") else (key.lstrip("+"), 1) for key in keys]
+            return getattr(warehouse, name)(value)
+        except HermesError as exc:
+            raise click.BadParameter(getattr(exc, "reason", str(exc))) from None
+
+    return parse

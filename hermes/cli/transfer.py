@@ -11,9 +11,8 @@ from hermes.cli.options import (
     DOCUMENT_TYPES,
     compression_option,
     format_option,
+    library_parser,
     parse_list,
-    parse_query,
-    parse_sort,
 )
 from hermes.cli.state import CliState, pass_state
 
@@ -38,21 +37,22 @@ from hermes.cli.state import CliState, pass_state
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many documents each.")
 @click.option(
     "--query",
-    callback=parse_query,
+    callback=library_parser("parse_query"),
     metavar="JSON",
     help='Filter in (Extended) JSON, e.g. \'{"platform": "medium"}\'. Parsed, never evaluated.',
 )
 @click.option(
     "--fields",
-    callback=parse_list,
+    callback=library_parser("parse_fields"),
     metavar="A,B",
     help="Only these fields (comma-separated; _id is always kept).",
 )
 @click.option(
     "--sort",
-    callback=parse_sort,
+    callback=library_parser("parse_sort"),
     metavar="A,-B",
-    help='Sort keys, "-" for descending: "published_at,-views" or \'{"published_at": 1}\'.',
+    help='Sort keys, "-" for descending: "published_at,-views", "views:desc" or '
+    "'{\"published_at\": 1}'.",
 )
 @click.option(
     "--json-format",
@@ -71,7 +71,7 @@ def export(
     file_format: str,
     limit: int | None,
     query: dict | None,
-    fields: list[str] | None,
+    fields: dict | None,
     sort: list[tuple[str, int]] | None,
     json_format: str,
     compression: str | None,
