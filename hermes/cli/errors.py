@@ -55,6 +55,8 @@ def describe_error(exc: BaseException, uris: list[str]) -> tuple[int, str]:
     if isinstance(exc, HermesError):
         return exc.exit_code, scrub(str(exc), uris)
     pymongo_errors = sys.modules.get("pymongo.errors")
+    if pymongo_errors is not None and isinstance(exc, pymongo_errors.InvalidName):
+        return EXIT_USAGE, scrub(str(exc), uris)  # a bad --database or collection name
     if pymongo_errors is not None and isinstance(exc, pymongo_errors.PyMongoError):
         message = scrub(str(exc).split(", Timeout:")[0], uris)
         return EXIT_WAREHOUSE, f"the warehouse failed or refused the request: {message}"

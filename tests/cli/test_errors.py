@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 import pytest
 from click.testing import CliRunner
+from pymongo.errors import OperationFailure
 
 from hermes.cli import cli
-from hermes.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED
+from hermes.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_WAREHOUSE, describe_error
 
 UNREACHABLE = "mongodb://u:secret@127.0.0.1:1/"
 
@@ -29,6 +30,22 @@ def test_refused_credentials_exit_3_without_the_password(warehouse_server, datab
     assert result.exit_code == 3
     assert "mongodb://reader:***@127.0.0.1" in result.stderr
     assert "s3cret" not in result.output
+
+
+def test_driver_errors_exit_3_with_every_credential_masked():
+    uri = "mongodb://admin:pa55word@db.example.com:27017/?authSource=admin"
+    error = OperationFailure(f"not authorized on twin (client {uri}, password pa55word)")
+    code, message = describe_error(error, [uri])
+    assert code == EXIT_WAREHOUSE
+    assert "pa55word" not in message
+    assert "mongodb://admin:***@db.example.com:27017/" in message
+
+
+def test_an_invalid_database_name_is_a_usage_error(warehouse_server):
+    result = CliRunner().invoke(cli, ["--database", "bad/name", "load-sample"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ")
+    assert "/" in result.stderr
 
 
 def test_errors_are_one_line_and_debug_adds_the_traceback(run, sample):
