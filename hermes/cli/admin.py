@@ -19,7 +19,7 @@ from hermes.cli.state import CliState, pass_state
 )
 @pass_state
 def status(state: CliState, backups_root: Path) -> None:
-    """Show the warehouse, its collections and the newest backup.
+    """Show the warehouse, its collections, the newest backup.
 
     Where the warehouse is (credentials masked), each collection's documents and size.
 

@@ -176,7 +176,7 @@ def migrate(
     target_format: str,
     force: bool,
 ) -> None:
-    """Convert a folder of files (or a backup) to another format.
+    """Convert files (or a backup) to another format.
 
     A backup folder (with manifest.json) is verified, then converted into a new backup
     with a fresh manifest.

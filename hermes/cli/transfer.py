@@ -210,7 +210,7 @@ def import_data(
     stop_on_error: bool,
     rejects_file: Path | None,
 ) -> None:
-    """Import files into the warehouse, rejecting nothing silently.
+    """Import files into the warehouse; no record lost silently.
 
     Documents go in batches of unordered bulk writes.
 
