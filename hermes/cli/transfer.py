@@ -210,11 +210,10 @@ def import_data(
     stop_on_error: bool,
     rejects_file: Path | None,
 ) -> None:
-    """Import files into the warehouse; no record lost silently.
+    """Import files into the warehouse, with a rejects file.
 
-    Documents go in batches of unordered bulk writes.
-
-    Every record that cannot be read, validated or written is counted and written to the
+    Documents go in batches of unordered bulk writes, and no record is lost silently:
+    every record that cannot be read, validated or written is counted and written to the
     rejects file with its file position and reason; the command then exits with 1.
 
     \b
