@@ -91,8 +91,8 @@ from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordE
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = "\r\n"
-#: Large enough for a cell holding a 16 MB document as JSON; a runaway quote stops there.
-_FIELD_LIMIT = 1 << 28
+#: Characters in one cell: room for a 16 MB document as JSON, and where a runaway quote stops.
+_FIELD_LIMIT = 1 << 26
 _FLUSH_BYTES = 1 << 20
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -870,7 +870,8 @@ def _next_row(reader: Any, path: str, where: str) -> list[str] | None:
         if "field larger than field limit" in text:
             raise FormatError(
                 path,
-                f"a cell exceeds {_FIELD_LIMIT >> 20} MiB (most likely a quote never closed)",
+                f"a cell exceeds {csv.field_size_limit():,} characters (most likely a quote never "
+                "closed)",
                 where,
             ) from None
         if where == "line 1":
