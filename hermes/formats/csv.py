@@ -11,7 +11,8 @@ Layout
 Typed header (default, ``typed=True``)
     Each header cell is ``name.type()``, as mongoimport's ``--columnsHaveTypes``:
     ``string()``, ``int32()``, ``int64()``, ``double()``, ``boolean()``, ``decimal()``,
-    ``date()`` (ISO-8601 UTC with milliseconds: ``2024-01-01T00:00:00.000Z``),
+    ``date()`` (ISO-8601 UTC with milliseconds, ``2024-01-01T00:00:00.000Z``, years 1-9999;
+    a date beyond them, which pymongo decodes as ``DatetimeMS``, is JSON),
     ``binary(base64)`` (what Hermes writes; ``binary(hex)`` and ``binary()`` = base64 are read),
     ``objectId()`` and ``json()`` (Extended JSON of the cell's value; relaxed by default,
     ``json_format="canonical"`` on request; both read back exactly). ``auto()`` is read (an
@@ -253,7 +254,7 @@ def natural_type(value: Any) -> str:
 
 _SPEC = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\((?P<arg>[^()]*)\)", re.ASCII)
 _TYPED_CELL = re.compile(r"(?P<column>.*)\.(?P<spec>[A-Za-z_][A-Za-z0-9_]*\([^()]*\))", re.DOTALL)
-_TYPE_ALIASES = {t.lower(): t for t in COLUMN_TYPES} | {"bool": "boolean", "oid": "objectId"}
+_TYPE_NAMES = {name.lower(): name for name in COLUMN_TYPES}
 
 
 def parse_type(spec: str) -> ColumnType | None:
@@ -262,7 +263,7 @@ def parse_type(spec: str) -> ColumnType | None:
     match = _SPEC.fullmatch(text) or _SPEC.fullmatch(text + "()")
     if match is None:
         return None
-    name = _TYPE_ALIASES.get(match["name"].lower())
+    name = _TYPE_NAMES.get(match["name"].lower())
     arg = match["arg"].strip().lower()
     if name == "binary":
         return {

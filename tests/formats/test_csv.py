@@ -392,6 +392,11 @@ def test_types_option_types_plain_columns(tmp_path: Path) -> None:
     assert type(documents[0]["views"]) is Int64
 
 
+def test_types_option_overrides_a_typed_header(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "in.csv", "n.string(),m.string()\n5,6\n")
+    assert list(iter_documents(path, types={"n": "int32()"})) == [{"n": 5, "m": "6"}]
+
+
 def test_types_option_rejects_unknown_types_and_columns(tmp_path: Path) -> None:
     path = write_text(tmp_path / "in.csv", "name\nada\n")
     with pytest.raises(ValueError, match="Unknown column type"):
