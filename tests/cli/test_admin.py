@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from click.testing import CliRunner
 
 from hermes.cli import cli
@@ -31,7 +30,6 @@ def test_load_sample_fills_the_warehouse_and_refuses_to_overwrite(run, db):
 
 
 def test_status_shows_location_collections_and_newest_backup(run, sample, database_name, tmp_path):
-    pytest.importorskip("hermes.storage.warehouse")
     assert run("backup", "--backup-dir", "backups/20240101T000000Z").exit_code == 0
     result = run("status")
     assert result.exit_code == 0, result.output

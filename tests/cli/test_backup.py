@@ -14,8 +14,6 @@ import pytest
 from tests.cli.conftest import documents
 from tests.strategies import same_bson
 
-pytest.importorskip("hermes.storage.warehouse")
-
 
 def _only_backup(root: Path) -> Path:
     [backup_dir] = list(root.iterdir())

@@ -7,13 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from hermes.sample import COLLECTIONS
 from tests.cli.conftest import documents
 from tests.strategies import same_bson
-
-pytest.importorskip("hermes.storage.warehouse")
 
 
 def hermes(cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import pty
 import subprocess
 import sys
 
-import pytest
 from rich.console import Console
 
 from hermes.cli.progress import RichProgress
@@ -78,7 +77,6 @@ def _hermes_with_stderr_on_a_terminal(cwd, *args: str) -> tuple[str, str]:
 
 
 def test_an_export_draws_its_progress_on_a_terminal_stderr(db, database_name, tmp_path):
-    pytest.importorskip("hermes.storage.warehouse")
     db["things"].insert_many([{"n": i} for i in range(50)])
     stdout, terminal = _hermes_with_stderr_on_a_terminal(
         tmp_path, "--database", database_name, "export"

@@ -10,8 +10,6 @@ import pytest
 from tests.cli.conftest import documents
 from tests.strategies import same_bson
 
-pytest.importorskip("hermes.storage.warehouse")
-
 
 def test_export_writes_every_collection_and_import_restores_them_exactly(
     run, sample, db_manager, other_database, tmp_path
