@@ -21,13 +21,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 def format_option(
     *names: str, default: str | None = None, required: bool = False, help: str
 ) -> Callable[[F], F]:
+    # Click 8.3 takes an explicit default=None as "has a default" and skips required checks.
+    given = {"default": default, "show_default": True} if default is not None else {}
     return click.option(
         *(names or ("--format", "file_format")),
         type=click.Choice(FORMATS, case_sensitive=False),
-        default=default,
         required=required,
-        show_default=default is not None,
         help=help,
+        **given,
     )
 
 

@@ -54,6 +54,18 @@ def test_backup_of_chosen_collections_in_a_chosen_folder(run, sample, tmp_path):
     assert (tmp_path / "mine" / "odd.parquet.zst").exists()
 
 
+def test_an_existing_backup_is_kept_unless_forced(run, sample, db, tmp_path):
+    assert run("backup", "--backup-dir", "b", "--collections", "odd").exit_code == 0
+    refused = run("backup", "--backup-dir", "b", "--collections", "chunks")
+    assert refused.exit_code == 2
+    assert "--force" in refused.stderr
+    assert (tmp_path / "b" / "odd.json").exists()
+
+    forced = run("backup", "--backup-dir", "b", "--collections", "chunks", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["chunks.json", "manifest.json"]
+
+
 def test_verify_finds_a_tampered_file(run, sample, tmp_path):
     assert run("backup", "--backup-dir", "b", "--format", "jsonl").exit_code == 0
     with open(tmp_path / "b" / "odd.jsonl", "a") as handle:

@@ -107,6 +107,8 @@ def test_unexpected_errors_exit_70_masked_and_point_to_debug(failing_command):
         ["import-data", "--input-file", "missing.json"],
         ["import-data", "--input-dir", ".", "--input-file", "x.json"],
         ["import-data", "--input-file", "x.json", "--document-type", "tweets"],
+        ["import-data", "--input-dir", ".", "--collection", "c"],
+        ["migrate", "--source-dir", ".", "--target-dir", "out"],
         ["restore"],
         ["backup", "--format", "xml"],
         ["migrate", "--source-dir", "nowhere", "--target-dir", "out"],
