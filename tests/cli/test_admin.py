@@ -49,9 +49,10 @@ def test_warehouse_stop_says_when_nothing_runs(tmp_path, monkeypatch):
     assert f"No embedded warehouse was running in {tmp_path}" in result.stdout
 
 
-def test_warehouse_stop_stops_the_server_of_hermes_home(tmp_path, monkeypatch):
+def test_warehouse_stop_stops_the_server_of_hermes_home(tmp_path, monkeypatch, request):
     warehouse = EmbeddedWarehouse(tmp_path)
     warehouse.ensure_running()
+    request.addfinalizer(warehouse.stop)  # should the command fail to stop it
     monkeypatch.setenv("HERMES_HOME", str(tmp_path))
     result = CliRunner().invoke(cli, ["warehouse", "stop"])
     assert result.exit_code == 0, result.output
