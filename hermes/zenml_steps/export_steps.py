@@ -80,7 +80,8 @@ def type_name(value: Any) -> str:
 
 
 def record_count(value: Any) -> int:
-    """How many records a value holds: items of a collection, rows of a frame; 1 for a scalar."""
+    """How many records a value holds: items of a list, keys of a dict, rows of a DataFrame;
+    1 for anything without a length (a model, a number, a string)."""
     if isinstance(value, str | bytes | bytearray):
         return 1
     try:
@@ -111,10 +112,10 @@ def export_format(file_format: str | None, output_file: str | Path | None = None
     return fmt.name
 
 
-def dumps_json(data: Any) -> bytes:
-    """Compact JSON bytes of a JSON-compatible value, or a clear error naming what is not."""
+def dumps_json(data: Any, option: int = 0) -> bytes:
+    """JSON bytes of a JSON-compatible value, or a clear error saying what is not."""
     try:
-        return orjson.dumps(data)
+        return orjson.dumps(data, option=option)
     except orjson.JSONEncodeError as exc:
         raise UnsupportedValueError(f"Cannot write the value as JSON: {exc}") from None
 
@@ -122,10 +123,7 @@ def dumps_json(data: Any) -> bytes:
 def write_json(data: Any, output_file: str | Path) -> WriteResult:
     """Write one JSON-compatible value to ``output_file`` atomically (indented; ``.gz``/``.zst``
     names are compressed). The result counts one document: the value."""
-    try:
-        payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    except orjson.JSONEncodeError as exc:
-        raise UnsupportedValueError(f"Cannot write {output_file} as JSON: {exc}") from None
+    payload = dumps_json(data, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     with atomic_output(output_file) as out:
         out.stream.write(payload)
     return WriteResult(

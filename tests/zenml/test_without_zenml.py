@@ -21,7 +21,12 @@ from hermes.errors import InvalidNameError, UnsupportedFormatError, UnsupportedV
 from hermes.formats import iter_documents
 from hermes.sample import raw_document
 from hermes.zenml_pipelines.artifact_export import ArtifactSpec, file_stem, output_files
-from hermes.zenml_steps.export_steps import serialize_artifact, write_artifact
+from hermes.zenml_steps.export_steps import (
+    artifact_metadata,
+    serialize_artifact,
+    write_artifact,
+    write_json,
+)
 
 INSTALL_HINT = "pip install 'hermes-llm[zenml]'"
 
@@ -135,6 +140,26 @@ def test_json_export_is_one_object_written_atomically(tmp_path: Path) -> None:
     assert orjson.loads(gzip.decompress((tmp_path / "data.json.gz").read_bytes())) == {
         "a": [1, 2, 3]
     }
+
+
+def test_a_value_json_cannot_hold_leaves_no_file(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedValueError, match="Cannot write the value as JSON"):
+        write_json({"text": "\ud800"}, tmp_path / "bad.json")  # a lone surrogate
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_counts_items_keys_or_one() -> None:
+    document = RawDocument.from_mongo(raw_document(0))
+
+    assert artifact_metadata([document] * 3, "docs") == {
+        "artifact_name": "docs",
+        "python_type": "builtins.list",
+        "record_count": 3,
+    }
+    assert artifact_metadata({"train": [1, 2], "test": [3]}, "sets")["record_count"] == 2
+    single = artifact_metadata(document, "doc")
+    assert single["python_type"] == "hermes.domain.documents.RawDocument"
+    assert single["record_count"] == 1
 
 
 def test_only_json_jsonl_and_parquet_are_export_formats(tmp_path: Path) -> None:
