@@ -54,6 +54,7 @@ def zenml_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for key, value in ZENML_ENVIRONMENT.items():
             patch.setenv(key, value)
         _forget_zenml_state()
+        pytest.importorskip("zenml", reason="needs the zenml extra")
         from zenml.client import Client
 
         assert Client().active_stack_model.name == "default"  # creates the store now
