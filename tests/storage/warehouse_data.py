@@ -58,6 +58,7 @@ def every_type_document(object_id: ObjectId | None = None) -> dict[str, Any]:
         "dotted.key": "dots in a key",
         "$dollar": "a key starting with $",
         "日本語キー": "Unicode key",
+        "": "an empty key",
     }
 
 
