@@ -22,6 +22,7 @@ def _file(path: str | Path | None) -> str:
     return "-" if path is None else str(path)
 
 
+#: Columns that hold counts.
 _NUMERIC = {
     "documents",
     "read",
@@ -35,7 +36,7 @@ _NUMERIC = {
 
 
 def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A plain table; numeric-looking columns are right-aligned by the caller's formatting."""
+    """A table whose count columns are right-aligned with thousands separators."""
     result = Table(title=title, title_justify="left")
     for header in headers:
         numeric = header in _NUMERIC
