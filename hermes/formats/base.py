@@ -132,12 +132,12 @@ def open_input(path: str | Path, compression: str | None = None) -> Iterator[IO[
     try:
         if compression == "gzip":
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                yield _GuardedReader(stream, source, "gzip")
+                yield io.BufferedReader(_GuardedReader(stream, source, "gzip"), _CHUNK)
         elif compression == "zstd":
             import zstandard
 
             with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
-                yield _GuardedReader(io.BufferedReader(stream, _CHUNK), source, "zstd")
+                yield io.BufferedReader(_GuardedReader(stream, source, "zstd"), _CHUNK)
         else:
             yield raw
     finally:
