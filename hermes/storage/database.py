@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
 
+    from hermes.storage.retry import RetryPolicy
+
 #: How documents are decoded everywhere in Hermes: the value model of DESIGN.md.
 #: Dates are UTC-aware, and dates outside Python's range come back as ``DatetimeMS``.
 CODEC_OPTIONS: CodecOptions = CodecOptions(
@@ -54,7 +56,9 @@ def _scrub(text: str, uri: str | None) -> str:
 class MongoDBManager:
     """Open, hand out and close the warehouse connection.
 
-    ``uri=None`` means: the URI from the settings, else the embedded warehouse.
+    ``uri=None`` means: the URI from the settings, else the embedded warehouse. ``retry`` says
+    how often an idempotent operation is tried again after a lost connection (default
+    :data:`hermes.storage.retry.DEFAULT_RETRY`).
     """
 
     def __init__(
@@ -64,8 +68,12 @@ class MongoDBManager:
         *,
         settings: Settings | None = None,
         timeout_ms: int = 5000,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        from hermes.storage.retry import DEFAULT_RETRY
+
         self.settings = settings or get_settings()
+        self.retry = retry or DEFAULT_RETRY
         self._uri = uri or self.settings.uri
         self.database_name = database or self.settings.database
         self.timeout_ms = timeout_ms

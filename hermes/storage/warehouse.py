@@ -77,6 +77,14 @@ from hermes.storage._backup import (
     write_manifest,
 )
 from hermes.storage.database import MongoDBManager
+from hermes.storage.retry import (
+    DEFAULT_RETRY,
+    RetryPolicy,
+    already_stored,
+    call_with_retry,
+    driver_errors_as,
+    resumable_find,
+)
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -107,6 +115,10 @@ IMPORT_MODES = ("insert", "upsert", "merge")
 RESTORE_MODES = ("replace", "merge")
 _PROGRESS_STEP = 1000
 _KEPT_ERRORS = 10
+_RERUN_ADVICE = (
+    "the documents written so far stay; re-run with mode upsert (or merge) to complete the "
+    "import without duplicates"
+)
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
 #: Encoding only: a ``uuid.UUID`` from a model becomes a standard UUID binary (subtype 4).
 _ENCODE_OPTIONS: CodecOptions = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
@@ -402,6 +414,7 @@ class DataWarehouseExporter:
     def __init__(self, db_manager: MongoDBManager | None = None) -> None:
         self.db_manager = db_manager or MongoDBManager()
 
+    @driver_errors_as("exporting")
     def export_collection(
         self,
         collection_name: str,
@@ -421,6 +434,8 @@ class DataWarehouseExporter:
         """Write one collection to ``output_file`` (compressed when its name ends in .gz/.zst).
 
         ``file_format`` None means: from the file name. ``limit`` 0 or None means no limit.
+        Without a query or a sort, documents come in ``_id`` order. A connection lost part way
+        is retried (``db_manager.retry``) and the read resumes after the last document written.
         """
         started = time.perf_counter()
         path = Path(output_file)
@@ -435,12 +450,14 @@ class DataWarehouseExporter:
         total = None if filter_ else collection.estimated_document_count()
         if total is not None and limit:
             total = min(total, limit)
-        cursor = collection.find(
+        cursor = resumable_find(
+            collection,
             filter_,
             projection=parse_fields(fields),
             sort=parse_sort(sort),
             limit=limit or 0,
             batch_size=batch_size,
+            policy=self.db_manager.retry,
         )
         progress.start(f"export {name}", total, "docs")
         try:
@@ -649,6 +666,7 @@ class _Import:
         stop_on_error: bool,
         max_size: int,
         bypass_validation: bool = False,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.collection = collection
         self.report = report
@@ -660,6 +678,7 @@ class _Import:
         self.stop = stop_on_error
         self.max_size = max_size
         self.bypass = bypass_validation
+        self.retry = retry
 
     # -- records that never reach the server -----------------------------------------------
     def on_read_error(self, error: RecordError) -> None:
@@ -732,27 +751,42 @@ class _Import:
                 raise self._failure()
 
     def _write(self, operations: list[Any], sources: list[tuple[str, dict]]) -> None:
-        from pymongo.errors import BulkWriteError, PyMongoError
-
+        """One bulk write, tried again after a lost connection (every mode is idempotent: an
+        insert first sets aside what the lost attempt already stored)."""
         if not operations:
             return
+        stored = 0
+
+        def attempt(number: int) -> Mapping[str, Any]:
+            nonlocal operations, sources, stored
+            if number > 1 and self.mode == "insert":
+                done = already_stored(self.collection, operations)
+                stored += len(done)
+                operations = [op for i, op in enumerate(operations) if i not in done]
+                sources = [source for i, source in enumerate(sources) if i not in done]
+            return self._send(operations)
+
+        result = call_with_retry(
+            attempt, f"writing to {self.collection.name}", self.retry, _RERUN_ADVICE
+        )
+        self._account({**result, "nInserted": result.get("nInserted", 0) + stored}, sources)
+
+    def _send(self, operations: list[Any]) -> Mapping[str, Any]:
+        from pymongo.errors import BulkWriteError
+
+        if not operations:
+            return {}
         try:
             if self.mode == "insert":
                 self.collection.insert_many(
                     operations, ordered=self.stop, bypass_document_validation=self.bypass
                 )
-                result: Mapping[str, Any] = {"nInserted": len(operations)}
-            else:
-                result = self.collection.bulk_write(
-                    operations, ordered=self.stop, bypass_document_validation=self.bypass
-                ).bulk_api_result
+                return {"nInserted": len(operations)}
+            return self.collection.bulk_write(
+                operations, ordered=self.stop, bypass_document_validation=self.bypass
+            ).bulk_api_result
         except BulkWriteError as exc:
-            result = exc.details
-        except PyMongoError as exc:
-            raise WarehouseUnavailableError(
-                f"The warehouse failed while writing to {self.collection.name}: {exc}"
-            ) from None
-        self._account(result, sources)
+            return exc.details
 
     def _account(self, result: Mapping[str, Any], sources: list[tuple[str, dict]]) -> None:
         report = self.report
@@ -820,6 +854,7 @@ class DataWarehouseImporter:
             progress=progress,
         )
 
+    @driver_errors_as("importing")
     def _import(
         self,
         collection_name: str,
@@ -856,6 +891,7 @@ class DataWarehouseImporter:
             stop_on_error=stop_on_error,
             max_size=_max_bson_size(database),
             bypass_validation=bypass_validation,
+            retry=self.db_manager.retry,
         )
         if drop:
             collection.drop()
@@ -952,6 +988,7 @@ class DataWarehouseManager:
         self.importer = DataWarehouseImporter(self.db_manager)
 
     # -- backup ----------------------------------------------------------------------------
+    @driver_errors_as("backing up")
     def backup(
         self,
         backup_dir: str | Path,
@@ -1072,6 +1109,7 @@ class DataWarehouseManager:
         return manifest
 
     # -- restore ---------------------------------------------------------------------------
+    @driver_errors_as("restoring")
     def restore(
         self,
         backup_dir: str | Path,
@@ -1108,6 +1146,7 @@ class DataWarehouseManager:
         reports: list[ImportReport] = []
         if not dry_run:
             with database_lock(database, "restore"):
+                _drop_leftovers(database)
                 for name in names:
                     restore_one = self._replace if mode == "replace" else self._merge
                     reports.append(
@@ -1355,6 +1394,14 @@ def _sizes(database: Database, name: str) -> tuple[int | None, int | None]:
         int(size) if isinstance(size, int | float) else None,
         int(storage) if isinstance(storage, int | float) else None,
     )
+
+
+def _drop_leftovers(database: Database) -> None:
+    """Drop the temporary collections of restores that died (a crash, a lost server): under the
+    restore lock, no other restore can be loading one."""
+    for name in database.list_collection_names():
+        if name.startswith(RESTORE_PREFIX):
+            database.drop_collection(name)
 
 
 def _collection_options(database: Database, name: str) -> dict[str, Any] | None:
