@@ -51,7 +51,7 @@ from hermes.utils.export_import import (
 from tests.strategies import STORED_DOCUMENTS, same_bson
 
 #: Formats still being written (their module raises NotImplementedError).
-_PENDING = {"json", "parquet"}
+_PENDING = {"parquet"}
 pending = pytest.mark.xfail(raises=NotImplementedError, strict=False, reason="format pending")
 FORMATS = [
     pytest.param(name, marks=[pending] if name in _PENDING else [])
@@ -742,7 +742,6 @@ def test_batches_are_numbered_files_read_back_in_order(tmp_path, corpus, file_fo
     assert same_bson(list(stream), documents)
 
 
-@pending
 def test_batch_files_are_ordered_by_number_not_by_text(tmp_path):
     paths = BatchExporter.export_batches(({"n": n} for n in range(12)), tmp_path, batch_size=1)
     for index, path in enumerate(paths):
@@ -768,7 +767,6 @@ class SourceBroke(Exception):
     pass
 
 
-@pending
 def test_a_failing_source_leaves_only_complete_batches(tmp_path):
     def documents() -> Iterator[dict[str, int]]:
         yield from ({"n": n} for n in range(5))
@@ -797,7 +795,6 @@ def test_import_batches_from_a_missing_folder_or_a_file_is_a_clear_error(tmp_pat
         BatchExporter.import_batches(tmp_path / "file.json")
 
 
-@pending
 def test_a_new_export_replaces_the_batches_of_an_earlier_one(tmp_path):
     BatchExporter.export_batches(({"old": n} for n in range(10)), tmp_path, batch_size=2)
     (tmp_path / "notes.txt").write_text("kept")
