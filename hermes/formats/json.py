@@ -158,6 +158,12 @@ class _Scanner:
         where = f"line {self._line_at(index)}, column {self._column_at(index)}"
         return FormatError(self.path, message, where)
 
+    def _unexpected(self, expected: str) -> FormatError:
+        char = self.text[self.pos]
+        if self.invalid_utf8 and _ESCAPED_BYTES.match(char):
+            return self._fatal(f"invalid UTF-8 where {expected} was expected")
+        return self._fatal(f"expected {expected}, found {char!r}")
+
     # -- the structure ------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Element]:
@@ -174,7 +180,7 @@ class _Scanner:
             self.array = False
             yield from self._objects()
         else:
-            raise self._fatal("expected a JSON array '[' or object '{'")
+            raise self._unexpected("a JSON array '[' or object '{'")
 
     def _array(self) -> Iterator[Element]:
         if not self._skip_space():
@@ -191,7 +197,7 @@ class _Scanner:
                 )
             char = self.text[self.pos]
             if char != "," and char != "]":
-                raise self._fatal(f"expected ',' or ']' after an element, found {char!r}")
+                raise self._unexpected("',' or ']' after an element")
             yield element
             self.pos += 1
             if char == "]":
@@ -208,7 +214,7 @@ class _Scanner:
         while True:
             char = self.text[self.pos]
             if char != "{":
-                raise self._fatal(f"expected '{{' to start another document, found {char!r}")
+                raise self._unexpected("'{' to start another document")
             element = self._element()
             more = self._skip_space()
             yield element
