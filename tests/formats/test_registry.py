@@ -1,0 +1,78 @@
+"""The format registry: a file's name chooses its format and compression; names have aliases."""
+
+from __future__ import annotations
+
+import pytest
+
+from hermes.errors import UnsupportedFormatError
+from hermes.formats import detect_format, format_names, get_format, supported_extensions
+
+EXTENSIONS = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
+COMPRESSIONS = {"": None, ".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("extension", EXTENSIONS)
+def test_every_extension_is_detected_with_or_without_compression(extension, compression):
+    fmt, codec = detect_format(f"exports/raw_documents{extension}{compression}")
+    assert (fmt.name, codec) == (EXTENSIONS[extension], COMPRESSIONS[compression])
+
+
+def test_detection_ignores_case_and_folders_with_dots():
+    fmt, codec = detect_format("/data/v1.2/Chunks.JSONL.GZ")
+    assert (fmt.name, codec) == ("jsonl", "gzip")
+
+
+def test_the_supported_extensions_are_exactly_those_detected():
+    assert sorted(supported_extensions()) == sorted(EXTENSIONS)
+    assert sorted(format_names()) == sorted(set(EXTENSIONS.values()))
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "archive.json.bz2", "data", "data.gz"])
+def test_an_unknown_extension_is_refused_with_the_supported_ones_listed(name):
+    with pytest.raises(UnsupportedFormatError) as caught:
+        detect_format(name)
+    message = str(caught.value)
+    assert repr(name) in message
+    for extension in EXTENSIONS:
+        assert extension in message
+    assert ".gz" in message and ".zst" in message
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [
+        ("json", "json"),
+        ("JSON", "json"),
+        (".json", "json"),
+        ("jsonl", "jsonl"),
+        ("ndjson", "jsonl"),
+        ("jsonlines", "jsonl"),
+        ("json_lines", "jsonl"),
+        ("csv", "csv"),
+        ("tsv", "tsv"),
+        ("parquet", "parquet"),
+        ("pq", "parquet"),
+    ],
+)
+def test_formats_are_found_by_name_or_alias(alias, name):
+    assert get_format(alias).name == name
+
+
+def test_an_unknown_format_name_is_refused_with_the_choices_listed():
+    with pytest.raises(UnsupportedFormatError) as caught:
+        get_format("xml")
+    for name in EXTENSIONS.values():
+        assert name in str(caught.value)
+
+
+def test_tsv_is_csv_with_a_tab_delimiter():
+    assert type(get_format("tsv")) is type(get_format("csv"))
+    assert get_format("tsv").delimiter == "\t"
