@@ -126,6 +126,7 @@ def test_the_manifest_never_holds_credentials(warehouse_server, database_name, t
         assert "s3cret-pw" not in text
         assert "mongodb://twin:***@127.0.0.1" in manifest_of(tmp_path / "b")["source"]
     finally:
+        db.command("dropAllUsersFromDatabase")
         admin.client.drop_database(database_name)
         admin.close()
 

@@ -83,7 +83,7 @@ def test_any_stored_documents_survive_a_round_trip_or_are_refused(
     exporter, importer = DataWarehouseExporter(db_manager), DataWarehouseImporter(db_manager)
 
     @settings(
-        max_examples=40,
+        max_examples=30,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
