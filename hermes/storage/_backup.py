@@ -439,10 +439,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Tokens of the locks this process holds right now. A lock document of this process with
+#: another token was left by an earlier operation that could not release it (the server died).
+_HELD: set[str] = set()
+
+
 def _stale(holder: Mapping[str, Any]) -> bool:
-    """A lock left by a process of this host that no longer runs."""
+    """A lock left by a process of this host that no longer runs, or by this process earlier."""
     pid = holder.get("pid")
-    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return holder.get("token") not in _HELD
+    return not _alive(pid)
 
 
 def _lock_collections(database: Database) -> Iterator[Collection]:
@@ -477,9 +486,10 @@ def database_lock(database: Database, purpose: str = "restore") -> Iterator[None
     """Hold the lock of ``database`` (a document with ``_id`` = its name) for the block.
 
     The server enforces the unique ``_id``, so the lock works across processes and machines. A
-    lock left behind by a dead process of this host is taken over; any other refuses.
+    lock left behind by a dead process of this host is taken over; any other refuses. When the
+    server is gone at the end, the lock stays behind and the next restore takes it over.
     """
-    from pymongo.errors import OperationFailure
+    from pymongo.errors import OperationFailure, PyMongoError
 
     mine = {
         "_id": database.name,
@@ -501,10 +511,13 @@ def database_lock(database: Database, purpose: str = "restore") -> Iterator[None
             f"Cannot take the {purpose} lock of database {database.name!r}: not authorized to "
             f"write to {LOCK_DATABASE}.locks nor to {database.name}.{LOCK_COLLECTION}"
         )
+    _HELD.add(mine["token"])
     try:
         yield
     finally:
-        locks.delete_one({"_id": database.name, "token": mine["token"]})
+        _HELD.discard(mine["token"])
+        with contextlib.suppress(PyMongoError):  # keep the error that ended the block
+            locks.delete_one({"_id": database.name, "token": mine["token"]})
 
 
 def _locked_message(locks: Collection, name: str, holder: Mapping[str, Any]) -> str:

@@ -125,10 +125,13 @@ def unavailable(
 ) -> WarehouseUnavailableError:
     """The error that ends an operation the warehouse did not let finish."""
     tries = f" after {attempts} attempts over {seconds:.1f} s" if attempts > 1 else ""
-    return WarehouseUnavailableError(
-        f"The warehouse failed while {what}{tries}: {driver_reason(exc)}. Check that the server "
-        f"is running and reachable{'; ' + advice if advice else ''}."
+    reason = driver_reason(exc)
+    error = WarehouseUnavailableError(
+        f"The warehouse failed while {what}{tries}: {reason}. Check that the server is running "
+        f"and reachable{'; ' + advice if advice else ''}."
     )
+    error.reason = f"{reason}{tries}"  # type: ignore[attr-defined]
+    return error
 
 
 def driver_errors_as(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:

@@ -83,6 +83,7 @@ from hermes.storage.retry import (
     already_stored,
     call_with_retry,
     driver_errors_as,
+    driver_reason,
     resumable_find,
 )
 
@@ -1128,6 +1129,8 @@ class DataWarehouseManager:
         upserted by ``_id`` into the existing collection. Other collections are never touched.
         Needs ``confirm=True`` unless ``dry_run``; one restore per database at a time.
         """
+        from pymongo.errors import PyMongoError
+
         started = time.perf_counter()
         if mode not in RESTORE_MODES:
             raise FormatError("mode", f"unknown restore mode {mode!r}; choose {RESTORE_MODES}")
@@ -1149,9 +1152,14 @@ class DataWarehouseManager:
                 _drop_leftovers(database)
                 for name in names:
                     restore_one = self._replace if mode == "replace" else self._merge
-                    reports.append(
-                        restore_one(database, name, folder, manifest.collections[name], progress)
-                    )
+                    try:
+                        reports.append(
+                            restore_one(
+                                database, name, folder, manifest.collections[name], progress
+                            )
+                        )
+                    except (WarehouseUnavailableError, PyMongoError) as exc:
+                        raise _restore_stopped(name, folder, database.name, mode, exc) from exc
         return RestoreReport(
             folder, database.name, mode, dry_run, plan, reports, time.perf_counter() - started
         )
@@ -1393,6 +1401,22 @@ def _sizes(database: Database, name: str) -> tuple[int | None, int | None]:
     return (
         int(size) if isinstance(size, int | float) else None,
         int(storage) if isinstance(storage, int | float) else None,
+    )
+
+
+def _restore_stopped(
+    name: str, folder: Path, database: str, mode: str, exc: BaseException
+) -> WarehouseUnavailableError:
+    """A restore the warehouse cut short: which collection, why, and what to do."""
+    state = (
+        f"{name!r} is as it was before"
+        if mode == "replace"
+        else f"{name!r} holds part of the backup"
+    )
+    return WarehouseUnavailableError(
+        f"Restoring {name!r} from {folder} into database {database!r} stopped: the warehouse "
+        f"failed ({getattr(exc, 'reason', None) or driver_reason(exc)}). {state}; once the "
+        "warehouse is back, run the restore again to finish it."
     )
 
 

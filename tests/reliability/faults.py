@@ -36,7 +36,7 @@ HERMES_APP = "hermes"
 
 def manager_for(info: ServerInfo, database: str, *, uri: str | None = None) -> MongoDBManager:
     """A Hermes connection to a private server, quick to give up when the server is gone."""
-    return MongoDBManager(uri=uri or info.uri, database=database, timeout_ms=700, retry=QUICK_RETRY)
+    return MongoDBManager(uri=uri or info.uri, database=database, timeout_ms=400, retry=QUICK_RETRY)
 
 
 # ------------------------------------------------------------------------------------------
