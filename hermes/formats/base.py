@@ -268,9 +268,12 @@ def atomic_output(
         out.sha256 = hashing.sha256.hexdigest()
         os.replace(temp, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # A full disk or a file size limit: say which file could not be written.
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
 
 
