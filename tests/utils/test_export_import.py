@@ -50,13 +50,7 @@ from hermes.utils.export_import import (
 )
 from tests.strategies import STORED_DOCUMENTS, same_bson
 
-#: Formats still being written (their module raises NotImplementedError).
-_PENDING = {"parquet"}
-pending = pytest.mark.xfail(raises=NotImplementedError, strict=False, reason="format pending")
-FORMATS = [
-    pytest.param(name, marks=[pending] if name in _PENDING else [])
-    for name in ("json", "jsonl", "csv", "parquet")
-]
+FORMATS = ["json", "jsonl", "csv", "parquet"]
 EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
 serialize = ArtifactSerializer.serialize
 
