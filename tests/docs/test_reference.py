@@ -1,0 +1,155 @@
+"""The user guide's reference sections match the code: every command and option of ``hermes`` is
+documented and nothing else is, the exit codes are the CLI's, and each troubleshooting message is
+one that Hermes can print."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from hermes.cli import cli
+from hermes.cli import errors as cli_errors
+from tests.docs.markdown import code_spans, section, subsections, table_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "EXPORT_IMPORT.md"
+REFERENCE = "## Command-line reference"
+_OPTION = re.compile(r"^(--?[A-Za-z][\w-]*)")
+
+
+def _guide() -> str:
+    return GUIDE.read_text(encoding="utf-8")
+
+
+def command_tree(
+    command: click.Command, path: str = "hermes"
+) -> Iterator[tuple[str, click.Command]]:
+    """Every command under ``command`` with its full name, lazily registered ones included."""
+    yield path, command
+    if isinstance(command, click.Group):
+        ctx = click.Context(command, info_name=path.rsplit(" ", 1)[-1])
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, f"{path} lists {name!r} but cannot load it"
+            yield from command_tree(sub, f"{path} {name}")
+
+
+def option_names(command: click.Command) -> set[str]:
+    """``--output-dir``, ``-c``...: every spelling of every option (``--help`` aside)."""
+    names: set[str] = set()
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(param.opts + param.secondary_opts)
+        else:
+            names.add(param.human_readable_name)
+    return names
+
+
+def documented_options(text: str) -> set[str]:
+    """The options named in the first column of the tables of a command's section."""
+    names: set[str] = set()
+    for row in table_rows(text):
+        for span in code_spans(row[0]):
+            match = _OPTION.match(span)
+            if match:
+                names.add(match.group(1))
+    return names
+
+
+def documented_commands() -> dict[str, str]:
+    """``hermes export`` -> the text of its reference section."""
+    found = subsections(section(_guide(), REFERENCE))
+    return {title: text for title, text in found.items() if title.split(" ")[0] == "hermes"}
+
+
+def test_every_command_is_documented_and_every_documented_command_exists():
+    actual = {path for path, _ in command_tree(cli)}
+    documented = set(documented_commands())
+    assert not actual - documented, f"commands missing from {GUIDE.name}: {actual - documented}"
+    assert not documented - actual, f"documented commands that do not exist: {documented - actual}"
+
+
+@pytest.mark.parametrize("path, command", list(command_tree(cli)), ids=lambda v: str(v))
+def test_every_option_of_a_command_is_documented_and_no_other(path: str, command: click.Command):
+    documented = documented_options(documented_commands().get(path, ""))
+    actual = option_names(command)
+    assert not actual - documented, (
+        f"options of {path!r} missing from the '### {path}' table of {GUIDE.name}: "
+        f"{sorted(actual - documented)}"
+    )
+    assert not documented - actual, (
+        f"the '### {path}' table of {GUIDE.name} documents options {path!r} does not have: "
+        f"{sorted(documented - actual)}"
+    )
+
+
+def test_the_exit_codes_are_the_cli_exit_codes():
+    rows = table_rows(subsections(section(_guide(), REFERENCE))["Exit codes"])
+    documented = {int(row[0]) for row in rows}
+    actual = {
+        value
+        for name, value in vars(cli_errors).items()
+        if name.startswith("EXIT_") and isinstance(value, int)
+    }
+    assert documented == actual
+
+
+def message_templates() -> list[str]:
+    """Every string literal of the ``hermes`` package, f-strings with ``…`` for each
+    placeholder (implicit concatenation already joined by the parser)."""
+    templates: list[str] = []
+    for path in (ROOT / "hermes").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                templates.append(node.value)
+            elif isinstance(node, ast.JoinedStr):
+                templates.append(
+                    "".join(
+                        part.value if isinstance(part, ast.Constant) else "…"
+                        for part in node.values
+                    )
+                )
+    return templates
+
+
+def troubleshooting_messages() -> list[str]:
+    """The messages of the troubleshooting section: the code spans in bold (**`...`**)."""
+    text = section(_guide(), "## Troubleshooting")
+    return re.findall(r"\*\*`([^`]+)`\*\*", text)
+
+
+def _fragments(message: str) -> list[str]:
+    """The literal parts of a message, without the punctuation that joins them to a value
+    (``"…: no such file"`` is the path, then ``"no such file"``)."""
+    parts = (part.strip(" :;,.") for part in message.split("…"))
+    return [part for part in parts if part]
+
+
+def _printed_by_hermes(message: str, templates: list[str]) -> bool:
+    """Whether one string literal of the code holds every literal part of ``message``, in
+    order."""
+    parts = _fragments(message)
+    for template in templates:
+        position = 0
+        for part in parts:
+            found = template.find(part, position)
+            if found < 0:
+                break
+            position = found + len(part)
+        else:
+            return True
+    return False
+
+
+def test_every_troubleshooting_message_is_one_hermes_prints():
+    messages = troubleshooting_messages()
+    assert len(messages) > 20, "the troubleshooting section lists the messages in **`...`**"
+    templates = message_templates()
+    stale = [message for message in messages if not _printed_by_hermes(message, templates)]
+    assert not stale, f"{GUIDE.name} troubleshoots messages the code no longer prints: {stale}"
