@@ -396,6 +396,8 @@ def _uuid_text(value: bytes) -> str:
 
 def _text_to_value(text: str) -> Any:
     """An Extended JSON text cell back to its value (a lone wrapper reads as its type)."""
+    if '"$' not in text:  # no wrapper anywhere: plain JSON means plain values
+        return orjson.loads(text)
     return extjson.loads("[" + text + "]")[0]
 
 
@@ -529,12 +531,12 @@ def _struct_converter(fields: list[tuple[str, Converter | None]]) -> Converter |
         return None
 
     def convert_struct(value: dict[str, Any]) -> dict[str, Any]:
-        out = dict(value)
+        # Only ever applied to the fresh dicts of ``to_pylist``: converted in place.
         for key, convert in fields:
-            item = out[key]
+            item = value[key]
             if convert is not None and item is not None:
-                out[key] = convert(item)
-        return out
+                value[key] = convert(item)
+        return value
 
     return convert_struct
 
@@ -572,6 +574,7 @@ class _Schema:
             }
         )
 
+    @cached_property
     def arrow_schema(self) -> pa.Schema:
         fields = [pa.field(name, _arrow_type(desc)) for name, desc in self.columns]
         if self.has_keys:
@@ -694,13 +697,13 @@ class _SegmentedWriter:
         ]
         if schema.has_keys:
             arrays.append(pa.array(keys, type=_KEYS_TYPE))
-        self._write_table(pa.Table.from_arrays(arrays, schema=schema.arrow_schema()))
+        self._write_table(pa.Table.from_arrays(arrays, schema=schema.arrow_schema))
 
     def _start_segment(self, schema: _Schema) -> None:
         self.close()
         path = self.folder / f"segment-{len(self.segments):05d}.parquet"
         writer = pq.ParquetWriter(
-            str(path), schema.arrow_schema(), **self.writer_options, **schema.encodings()
+            str(path), schema.arrow_schema, **self.writer_options, **schema.encodings()
         )
         self.segments.append(_Segment(path, schema, writer))
 
@@ -725,19 +728,18 @@ class _SegmentedWriter:
         final = self.segments[-1].schema if self.segments else _Schema((), True)
         writer = pq.ParquetWriter(
             pa.PythonFile(_OutputSink(stream), mode="w"),
-            final.arrow_schema(),
+            final.arrow_schema,
             **self.writer_options,
             **final.encodings(),
         )
         try:
             for segment in self.segments:
-                source = pq.ParquetFile(segment.path)
-                for index in range(source.num_row_groups):
-                    table = source.read_row_group(index)
-                    if segment.schema != final:
-                        table = _convert_table(table, segment.schema, final, self.codec)
-                    writer.write_table(table, row_group_size=max(1, table.num_rows))
-                source.close()
+                with contextlib.closing(pq.ParquetFile(segment.path)) as source:
+                    for index in range(source.num_row_groups):
+                        table = source.read_row_group(index)
+                        if segment.schema != final:
+                            table = _convert_table(table, segment.schema, final, self.codec)
+                        writer.write_table(table, row_group_size=max(1, table.num_rows))
         finally:
             writer.close()
 
@@ -747,6 +749,7 @@ def _infer_column(values: list[Any], flats: _Flats) -> Desc:
     try:
         return _infer(values, flats)
     except _NotPlain:
+        flats.pop(id(values), None)
         values[:] = [_plain(value) for value in values]
         return _infer(values, flats)
 
@@ -771,7 +774,7 @@ def _convert_table(table: pa.Table, source: _Schema, target: _Schema, codec: _Co
             own = list(source.names)
             keys = [own if key is None else key for key in keys]
         arrays.append(pa.array(keys, type=_KEYS_TYPE))
-    return pa.Table.from_arrays(arrays, schema=target.arrow_schema())
+    return pa.Table.from_arrays(arrays, schema=target.arrow_schema)
 
 
 def _writer_options(compression: str | None) -> dict[str, Any]:
