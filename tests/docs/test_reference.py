@@ -99,22 +99,52 @@ def test_the_exit_codes_are_the_cli_exit_codes():
     assert documented == actual
 
 
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    """A module's ``NAME = "text"`` assignments, so ``f"{MANIFEST}: missing"`` reads whole."""
+    constants = {}
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            constants[node.targets[0].id] = node.value.value
+    return constants
+
+
+def _template(node: ast.JoinedStr, constants: dict[str, str]) -> str:
+    parts = []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            parts.append(str(part.value))
+        elif (
+            isinstance(part, ast.FormattedValue)
+            and isinstance(part.value, ast.Name)
+            and part.value.id in constants
+            and part.conversion == -1
+            and part.format_spec is None
+        ):
+            parts.append(constants[part.value.id])
+        else:
+            parts.append("…")
+    return "".join(parts)
+
+
 def message_templates() -> list[str]:
     """Every string literal of the ``hermes`` package, f-strings with ``…`` for each
-    placeholder (implicit concatenation already joined by the parser)."""
+    placeholder (implicit concatenation already joined by the parser; module string constants
+    inlined)."""
     templates: list[str] = []
     for path in (ROOT / "hermes").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = _string_constants(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 templates.append(node.value)
             elif isinstance(node, ast.JoinedStr):
-                templates.append(
-                    "".join(
-                        part.value if isinstance(part, ast.Constant) else "…"
-                        for part in node.values
-                    )
-                )
+                templates.append(_template(node, constants))
     return templates
 
 
