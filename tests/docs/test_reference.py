@@ -14,7 +14,7 @@ import pytest
 
 from hermes.cli import cli
 from hermes.cli import errors as cli_errors
-from tests.docs.markdown import code_spans, section, subsections, table_rows
+from tests.docs.markdown import code_spans, fenced_blocks, section, subsections, table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "EXPORT_IMPORT.md"
@@ -183,3 +183,27 @@ def test_every_troubleshooting_message_is_one_hermes_prints():
     templates = message_templates()
     stale = [message for message in messages if not _printed_by_hermes(message, templates)]
     assert not stale, f"{GUIDE.name} troubleshoots messages the code no longer prints: {stale}"
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/EXPORT_IMPORT.md"])
+def test_links_to_sections_lead_to_a_heading(document: str):
+    path = ROOT / document
+    text = path.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text)
+    assert links or document == "README.md"
+    for target, anchor in links:
+        linked = (path.parent / target) if target else path
+        headings = re.findall(r"^#{1,6} (.+)$", linked.read_text(encoding="utf-8"), re.M)
+        assert anchor in {_slug(h) for h in headings}, f"{document}: no heading for #{anchor}"
+
+
+def test_the_readme_starts_with_the_two_commands_of_a_fresh_machine():
+    first = fenced_blocks(ROOT / "README.md")[0]
+    commands = [line.split("#")[0].strip() for line in first.text.splitlines() if line.strip()]
+    assert (first.language, commands) == ("bash", ["./run demo", "./run test"])
