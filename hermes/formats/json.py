@@ -7,11 +7,11 @@ UTF-8 BOM and any layout, and holds no more than a chunk of text plus one elemen
 
 The reader decodes the file chunk by chunk and lets the standard library's C scanner
 (``JSONDecoder.scan_once``) parse one element at a time: it returns the value *and* where it
-ended, so elements are found and parsed in a single C pass whatever the layout (measured faster
-than ``ijson``'s yajl2_c backend on one-line, one-per-line and indented arrays alike). It also
-accepts the ``NaN``/``Infinity`` that Python's ``json.dump`` writes. A parse error near the end
-of the text read so far may only mean the element goes on in the next chunk: the reader reads on
-and tries again, and only an error that stays put is an error.
+ended, so elements are found and parsed in a single C pass whatever the layout (measured as fast
+as ``ijson``'s yajl2_c backend on one-line, one-per-line and indented arrays; ijson cannot say
+where an element starts). It also accepts the ``NaN``/``Infinity`` that Python's ``json.dump``
+writes. A parse error near the end of the text read so far may only mean that the element goes
+on in the next chunk: the reader reads on and tries again; only an error that stays put is one.
 
 A bad element that is still well-formed JSON (a bad ``$oid``, a number where a document belongs,
 invalid UTF-8 inside a string) is reported through ``on_error`` with its line and reading goes on.
@@ -66,7 +66,7 @@ def _preview(text: str, limit: int = 200) -> str:
 
 
 #: One top-level element: (location, value, reason, raw); ``reason`` is None when it was read.
-Element = tuple[str, Any, "str | None", "str | None"]
+Element = tuple[str, Any, str | None, str | None]
 
 
 def _document(value: Any) -> dict[str, Any]:
@@ -175,12 +175,11 @@ class _Scanner:
         first = self.text[self.pos]
         if first == "[":
             self.pos += 1
-            yield from self._array()
-        elif first == "{":
+            return self._array()
+        if first == "{":
             self.array = False
-            yield from self._objects()
-        else:
-            raise self._unexpected("a JSON array '[' or object '{'")
+            return self._objects()
+        raise self._unexpected("a JSON array '[' or object '{'")
 
     def _array(self) -> Iterator[Element]:
         if not self._skip_space():
@@ -191,13 +190,17 @@ class _Scanner:
             return
         while True:
             element = self._element()
-            if not self._skip_space():
-                raise self._fatal(
-                    "unexpected end of file: the array is not closed (truncated file?)"
-                )
-            char = self.text[self.pos]
-            if char != "," and char != "]":
-                raise self._unexpected("',' or ']' after an element")
+            text, pos = self.text, self.pos
+            if pos < len(text) and text[pos] == ",":  # the usual case, checked first
+                char = ","
+            else:
+                if not self._skip_space():
+                    raise self._fatal(
+                        "unexpected end of file: the array is not closed (truncated file?)"
+                    )
+                char = self.text[self.pos]
+                if char != "," and char != "]":
+                    raise self._unexpected("',' or ']' after an element")
             yield element
             self.pos += 1
             if char == "]":
@@ -228,7 +231,26 @@ class _Scanner:
     # -- one element --------------------------------------------------------------------------
 
     def _element(self) -> Element:
-        """Parse the value at ``pos`` (reading on while it may continue) and move past it."""
+        """Parse the value at ``pos`` and move past it (the common case, kept short)."""
+        text, start = self.text, self.pos
+        try:
+            value, end = _SCAN(text, start)
+        except (StopIteration, ValueError, RecursionError):
+            return self._element_across_chunks()
+        if end == len(text) and not self.eof:  # a number may go on in the next chunk
+            return self._element_across_chunks()
+        newline = text.find("\n", self.counted, start)  # find is faster than count
+        if newline >= 0:
+            self.line += 1 + text.count("\n", newline + 1, start)
+        self.counted = start
+        self.pos = end
+        location = f"line {self.line}"
+        if type(value) is dict and not self.invalid_utf8 and text.find("$", start, end) < 0:
+            return location, value, None, None  # plain JSON: nothing to convert
+        return self._converted(location, start, end, value)
+
+    def _element_across_chunks(self) -> Element:
+        """Parse the value at ``pos``, reading on while the error may be the chunk's end."""
         while True:
             start = self.pos
             try:
@@ -243,7 +265,9 @@ class _Scanner:
                 raise self._fatal(f"malformed JSON: {exc}", start) from None
             else:
                 if end < len(self.text) or self.eof:
-                    return self._converted(start, end, value)
+                    location = f"line {self._line_at(start)}"
+                    self.pos = end
+                    return self._converted(location, start, end, value)
                 error_at, message = end, "a number may go on in the next chunk"
             if self.eof or not self._may_continue(error_at, message):
                 raise self._syntax_error(start, error_at, message)
@@ -269,17 +293,14 @@ class _Scanner:
             return self._fatal("invalid UTF-8", error_at)
         return self._fatal(f"malformed JSON: {message}", error_at)
 
-    def _converted(self, start: int, end: int, value: Any) -> Element:
-        location = f"line {self._line_at(start)}"
-        self.pos = end
+    def _converted(self, location: str, start: int, end: int, value: Any) -> Element:
+        """The element decoded from Extended JSON, or why it cannot be."""
         if self.invalid_utf8 and _ESCAPED_BYTES.search(self.text, start, end):
             return location, None, "invalid UTF-8", _preview(self.text[start:end])
         try:
-            if self.text.find('"$', start, end) >= 0 or type(value) is not dict:
-                value = self.convert(value)
+            return location, self.convert(value), None, None
         except (ValueError, RecursionError) as exc:
             return location, None, describe_json_error(exc), _preview(self.text[start:end])
-        return location, value, None, None
 
 
 def iter_elements(

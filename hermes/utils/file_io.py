@@ -51,8 +51,8 @@ class FileManager:
 
     #: Format names this manager writes; the file name picks among them (``.tsv`` -> ``tsv``).
     formats: ClassVar[tuple[str, ...]] = ()
-    #: Options used unless the call gives its own.
-    defaults: ClassVar[dict[str, Any]] = {}
+    #: Write options used unless the call gives its own.
+    write_defaults: ClassVar[dict[str, Any]] = {}
     #: Whether a lone mapping is written as it is (a JSON object) rather than as one document.
     writes_single_object: ClassVar[bool] = False
 
@@ -71,7 +71,7 @@ class FileManager:
     ) -> WriteResult:
         """Write documents from any iterable with bounded memory; returns count, bytes, sha256."""
         target = _resolved(path)
-        options = {**cls.defaults, **options}
+        options = {**cls.write_defaults, **options}
         fmt = cls._format(target, options)
         compression = split_compression(target)[1]
         with atomic_output(target, compression) as out:
@@ -136,7 +136,7 @@ class JsonFileManager(FileManager):
     """
 
     formats = ("json",)
-    defaults: ClassVar[dict[str, Any]] = {"indent": 4}
+    write_defaults: ClassVar[dict[str, Any]] = {"indent": 4}
     writes_single_object = True
 
     @classmethod
@@ -153,7 +153,7 @@ class JsonFileManager(FileManager):
         from hermes.formats.json import append_element, encode_value
 
         target = _resolved(path)
-        options = {**cls.defaults, **options}
+        options = {**cls.write_defaults, **options}
         canonical = _is_canonical(options.get("json_format", "relaxed"))
         element = encode_value(item, canonical, options.get("indent"), level=1)
         if not target.exists():
@@ -186,7 +186,8 @@ class CsvFileManager(FileManager):
         delimiter = options.pop("delimiter", None)
         if delimiter is None or delimiter == getattr(fmt, "delimiter", None):
             return fmt
-        return type(fmt)(delimiter=delimiter, name=fmt.name, extensions=fmt.extensions)  # type: ignore[call-arg]
+        variant: Any = type(fmt)
+        return variant(delimiter=delimiter, name=fmt.name, extensions=fmt.extensions)
 
 
 class ParquetFileManager(FileManager):

@@ -284,7 +284,8 @@ def test_without_an_error_handler_a_bad_element_raises_a_format_error():
 def test_invalid_utf8_inside_a_string_spoils_only_its_element():
     data = b'[{"a": "ok"},\n{"a": "\xff\xfe"},\n{"a": "\xe6\x97\xa5"}]'
     errors = []
-    assert _read(data, on_error=errors.append) == [("line 1", {"a": "ok"}), ("line 3", {"a": "日"})]
+    read = _read(data, on_error=errors.append)
+    assert read == [("line 1", {"a": "ok"}), ("line 3", {"a": "日"})]
     assert [(e.location, e.reason) for e in errors] == [("line 2", "invalid UTF-8")]
     assert "\ufffd" in errors[0].raw  # printable, never a lone surrogate
 
