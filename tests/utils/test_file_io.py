@@ -37,15 +37,6 @@ MANAGERS = {
     "raw.parquet": ParquetFileManager,
 }
 
-#: The Parquet format may still be a placeholder in this checkout (it raises NotImplementedError).
-PARQUET_PENDING = pytest.mark.xfail(
-    raises=NotImplementedError, strict=False, reason="Parquet pending"
-)
-WRITERS = [
-    pytest.param(name, manager, id=name, marks=PARQUET_PENDING if name.endswith(".parquet") else ())
-    for name, manager in MANAGERS.items()
-]
-
 
 def _raw_documents(count: int = 12) -> list[dict]:
     return list(iter_collection("raw_documents", count))
@@ -57,7 +48,7 @@ def _raw_documents(count: int = 12) -> list[dict]:
 
 
 @pytest.mark.parametrize("compression", ["", ".gz", ".zst"])
-@pytest.mark.parametrize(("name", "manager"), WRITERS)
+@pytest.mark.parametrize(("name", "manager"), MANAGERS.items(), ids=MANAGERS)
 def test_each_manager_writes_and_reads_back_the_same_documents(
     tmp_path, name, manager, compression
 ):
@@ -67,7 +58,7 @@ def test_each_manager_writes_and_reads_back_the_same_documents(
     assert same_bson(manager.read(path), documents)
 
 
-@pytest.mark.parametrize(("name", "manager"), WRITERS)
+@pytest.mark.parametrize(("name", "manager"), MANAGERS.items(), ids=MANAGERS)
 def test_each_manager_streams_in_batches(tmp_path, name, manager):
     documents = _raw_documents(7)
     result = manager.write_stream(tmp_path / name, iter(documents))
@@ -132,14 +123,14 @@ def _failing_documents():
     raise SourceFailed("the source failed")
 
 
-@pytest.mark.parametrize(("name", "manager"), WRITERS)
+@pytest.mark.parametrize(("name", "manager"), MANAGERS.items(), ids=MANAGERS)
 def test_a_write_that_fails_midway_leaves_no_file_and_no_temporary_file(tmp_path, name, manager):
     with pytest.raises(SourceFailed):
         manager.write(tmp_path / name, _failing_documents())
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("name", "manager"), WRITERS)
+@pytest.mark.parametrize(("name", "manager"), MANAGERS.items(), ids=MANAGERS)
 def test_a_write_that_fails_midway_leaves_the_existing_file_untouched(tmp_path, name, manager):
     path = manager.write(tmp_path / name, [{"n": 0}])
     before = path.read_bytes()
