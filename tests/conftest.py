@@ -12,10 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from hermes.config import get_settings
 from hermes.storage.database import MongoDBManager
 from hermes.storage.embedded import EmbeddedWarehouse, ServerInfo
+
+# Examples are judged on what they find, never on how fast they run: CI machines are shared.
+settings.register_profile(
+    "hermes", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("hermes")
 
 
 @pytest.fixture(scope="session")

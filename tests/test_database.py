@@ -105,3 +105,27 @@ def test_embedded_start_failure_is_clear(tmp_path, monkeypatch):
         warehouse.ensure_running()
     assert warehouse.running() is None
     assert os.path.exists(home / "warehouse.log")
+
+
+def test_embedded_warehouse_without_its_extra_names_the_extra(monkeypatch):
+    import hermes.storage.embedded as embedded
+    from hermes.errors import MissingDependencyError
+
+    monkeypatch.setattr(embedded.sys, "executable", "/nonexistent/bin/python")
+    monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "secantus", None)
+    monkeypatch.setitem(sys.modules, "secantus.cli", None)
+    with pytest.raises(MissingDependencyError, match=r"hermes-llm\[embedded\]"):
+        embedded._daemon_command()
+
+
+def test_package_imports_without_optional_extras():
+    code = (
+        "import sys; sys.modules['zenml'] = None; sys.modules['secantus'] = None;"
+        "import hermes, hermes.formats, hermes.utils.file_io, hermes.utils.export_import,"
+        " hermes.storage.warehouse, hermes.cli, hermes.zenml_steps.export_steps,"
+        " hermes.zenml_pipelines.artifact_export; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
