@@ -140,6 +140,9 @@ def write_documents(
 ) -> WriteResult:
     """Write documents to ``path`` atomically; compression follows the name's suffix."""
     fmt, compression = _resolve(path, file_format)
+    # Formats that spill (CSV's second pass, Parquet's segments) spill beside the output: the
+    # same disk the user chose for the data, rather than a possibly small system temp folder.
+    options.setdefault("temp_dir", Path(path).parent)
     with atomic_output(path, compression, overwrite=overwrite) as out:
         count = fmt.write_stream(out.stream, documents, **options)
     return WriteResult(

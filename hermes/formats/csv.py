@@ -79,6 +79,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from itertools import pairwise
+from pathlib import Path
 from typing import IO, Any
 
 import bson
@@ -730,11 +731,12 @@ class CsvFormat:
         plain_values: str = "refuse",
         neutralize_formulas: bool = False,
         json_format: str = "relaxed",
+        temp_dir: str | Path | None = None,
         **_: Any,
     ) -> int:
         options = _WriteOptions.parse(typed, plain_values, json_format, neutralize_formulas)
         schema = _Schema(options)
-        with tempfile.TemporaryFile(prefix="hermes-csv-") as spill:
+        with tempfile.TemporaryFile(prefix="hermes-csv-", dir=temp_dir) as spill:
             count = 0
             for count, document in enumerate(documents, start=1):  # noqa: B007
                 raw = _to_bson(document, count)
