@@ -16,6 +16,7 @@ instead of writing something that would read back as another type.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import re
@@ -37,6 +38,7 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
+_UTC = timezone.utc
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 #: Key sets of the Extended JSON type wrappers; a plain dict with exactly these keys is ambiguous.
@@ -190,33 +192,50 @@ def _regex_flags(flags: int | str) -> str:
     return "".join(sorted(letter for bit, letter in _FLAG_LETTERS.items() if flags & bit))
 
 
+#: Types that never hold a float: skipped without a look by the NaN check.
+_NO_FLOAT: frozenset[type] = frozenset(
+    {str, int, bool, type(None), datetime, ObjectId, Int64, Decimal128, Binary, bytes}
+)
+
+
 def _has_non_finite(value: Any) -> bool:
-    """Whether a NaN or an infinity hides anywhere in the value (iterative: no recursion cost)."""
-    stack = [value]
-    pop, push, extend = stack.pop, stack.append, stack.extend
-    while stack:
-        item = pop()
+    """Whether a NaN or an infinity hides anywhere in the value.
+
+    Recursive (orjson has already refused nesting deeper than 255 levels when this runs) and
+    typed by exact class first: it runs on every document that holds a ``null``, so it must cost
+    little more than a look at each value.
+    """
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return _other_non_finite(value)
+    for item in items:
         kind = type(item)
-        if kind is dict:
-            extend(item.values())
-        elif kind is list:
-            extend(item)
-        elif kind is float:
+        if kind in _NO_FLOAT:
+            continue
+        if kind is float:
             if item - item != 0.0:  # NaN and infinities only
                 return True
-        elif kind is str or kind is int or kind is bool or item is None:
-            continue
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, Mapping):
-            extend(item.values())
-        elif isinstance(item, list | tuple):
-            extend(item)
-        elif isinstance(item, Code) and item.scope:
-            push(item.scope)
-        elif isinstance(item, DBRef):
-            push(item.as_doc())
+        elif _has_non_finite(item):
+            return True
+    return False
+
+
+def _other_non_finite(item: Any) -> bool:
+    """The NaN check for what is neither a dict nor a list (subclasses, Code scopes, DBRefs)."""
+    if isinstance(item, float):
+        return not math.isfinite(item)
+    if isinstance(item, Mapping):
+        return any(_has_non_finite(v) for v in item.values())
+    if isinstance(item, list | tuple):
+        return any(_has_non_finite(v) for v in item)
+    if isinstance(item, Code) and item.scope:
+        return _has_non_finite(dict(item.scope))
+    if isinstance(item, DBRef):
+        return _has_non_finite(item.as_doc().to_dict())
     return False
 
 
@@ -241,7 +260,11 @@ def to_extended(value: Any, canonical: bool = False) -> Any:
 
 
 class _RelaxedDefault:
-    """orjson's ``default`` hook; counts the ``"$`` keys it writes so plain ones stand out."""
+    """orjson's ``default`` hook; counts the ``"$`` keys it writes so plain ones stand out.
+
+    The values of a typical warehouse document that reach it are UTC dates and ObjectIds: those
+    take a short path; everything else goes through :func:`_encode_special`.
+    """
 
     __slots__ = ("dollar_keys",)
 
@@ -249,8 +272,15 @@ class _RelaxedDefault:
         self.dollar_keys = 0
 
     def __call__(self, value: Any) -> Any:
+        kind = value.__class__
+        if kind is datetime and value.tzinfo is _UTC and value.year >= 1970:
+            self.dollar_keys += 1
+            return {"$date": value.isoformat(timespec="milliseconds")[:-6] + "Z"}
+        if kind is ObjectId:
+            self.dollar_keys += 1
+            return {"$oid": str(value)}
         result = _encode_special(value, False)
-        if type(result) is dict and value.__class__ is not dict:
+        if type(result) is dict and kind is not dict:
             if isinstance(value, Mapping) and not isinstance(value, DBRef):
                 return result
             for key, inner in result.items():
@@ -327,6 +357,15 @@ def _millis_to_datetime(millis: int) -> datetime | DatetimeMS:
 
 
 def _parse_date(value: Any) -> datetime | DatetimeMS:
+    if type(value) is str:
+        # The common case, a relaxed UTC date ("...T12:00:00.123Z"): one parse, nothing else.
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is _UTC:
+                micros = parsed.microsecond
+                return (
+                    parsed.replace(microsecond=micros - micros % 1000) if micros % 1000 else parsed
+                )
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -527,10 +566,19 @@ def _convert_value(value: Any) -> Any:
 
 
 def _convert_dict(document: dict[str, Any]) -> dict[str, Any]:
+    """Replace the wrappers of a parsed document in place (plain sub-documents are walked in
+    place too: only a wrapper's slot is assigned)."""
     for key, value in document.items():
         kind = type(value)
-        if kind is dict or kind is list:
-            document[key] = _convert_value(value)
+        if kind is dict:
+            if value and next(iter(value))[:1] == "$":
+                converted = _wrapper(value)
+                if converted is not _NOT:
+                    document[key] = converted
+                    continue
+            _convert_dict(value)
+        elif kind is list:
+            _convert_list(value)
     return document
 
 
