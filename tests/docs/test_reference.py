@@ -207,3 +207,18 @@ def test_the_readme_starts_with_the_two_commands_of_a_fresh_machine():
     first = fenced_blocks(ROOT / "README.md")[0]
     commands = [line.split("#")[0].strip() for line in first.text.splitlines() if line.strip()]
     assert (first.language, commands) == ("bash", ["./run demo", "./run test"])
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/EXPORT_IMPORT.md"])
+def test_shell_examples_with_a_prompt_are_exactly_the_tested_ones(document: str):
+    """Readers are told that a ``$`` prompt marks a tested example: hold the docs to it."""
+    for block in fenced_blocks(ROOT / document, ROOT):
+        if (
+            block.language in ("bash", "sh", "shell", "console")
+            and "save-as" not in block.directives
+        ):
+            prompted = block.language == "console"
+            assert prompted == ("run" in block.directives), (
+                f"{block.where}: use a console block with $ prompts for a tested example, "
+                "a bash block without prompts for an illustration"
+            )
