@@ -112,7 +112,7 @@ def _check_plain_dict(value: Mapping[str, Any]) -> None:
     if value and next(iter(value))[:1] == "$" and frozenset(value) in WRAPPER_KEYS:
         raise UnsupportedValueError(
             f"A sub-document with the keys {sorted(value)} cannot be written as Extended JSON: "
-            "it would read back as a typed value. Export it as Parquet or typed CSV instead."
+            "it would read back as a typed value. Export it as Parquet instead."
         )
 
 
