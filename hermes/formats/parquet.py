@@ -800,6 +800,7 @@ def _is_canonical(json_format: str | None) -> bool:
 _DECODE_ERRORS = (
     ValueError,
     TypeError,
+    AttributeError,  # a column whose Arrow type disagrees with Hermes' metadata
     OverflowError,
     ArithmeticError,
     KeyError,
@@ -1044,6 +1045,21 @@ def _layout(parquet_file: pq.ParquetFile, path: str) -> _Layout:
     return _hermes_layout(schema, raw, path)
 
 
+def _decoded(
+    layout: _Layout, batch: pa.RecordBatch, bad: dict[int, str], path: str, first: int
+) -> list[Document | None]:
+    """The documents of a batch; data that passed Parquet's checks but cannot be decoded (text
+    that is not UTF-8, say) is a FormatError at the batch's first row."""
+    try:
+        return layout.documents(batch, bad)
+    except FormatError:
+        raise
+    except (pa.ArrowException, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise FormatError(
+            path, f"corrupt Parquet data ({_short(exc)})", f"row {first + 1}"
+        ) from None
+
+
 def _record_batches(
     parquet_file: pq.ParquetFile, batch_size: int, path: str
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
@@ -1085,7 +1101,7 @@ class ParquetFormat:
             layout = _layout(parquet_file, path)
             for first, record_batch in _record_batches(parquet_file, max(1, batch_size), path):
                 bad: dict[int, str] = {}
-                rows = layout.documents(record_batch, bad)
+                rows = _decoded(layout, record_batch, bad, path, first)
                 for row in sorted(bad):
                     error = RecordError(path, f"row {first + row + 1}", bad[row])
                     if on_error is None:

@@ -186,7 +186,14 @@ def resumable_find(
     - Otherwise: the query as given (``_id`` breaks ties of a sort, so the order is total), and a
       reopened cursor skips the documents already yielded; exact when the documents before that
       point did not change meanwhile.
+
+    Documents are decoded one by one from raw BSON, so that a document whose own fields are
+    ``$ref`` and ``$id`` stays a document (pymongo's cursor would hand it over as a ``DBRef``).
     """
+    codec_options = collection.codec_options
+    raw_collection = collection.with_options(
+        codec_options=codec_options.with_options(document_class=RawBSONDocument)
+    )
     by_id = not filter_ and not sort
     order = None if by_id else _total_order(sort)
     yielded = 0
@@ -194,7 +201,7 @@ def resumable_find(
 
     def open_cursor(attempt: int) -> Any:
         remaining = limit - yielded if limit else 0
-        cursor = collection.find(
+        cursor = raw_collection.find(
             filter_, projection=projection, sort=order, limit=remaining, batch_size=batch_size
         )
         if by_id:
@@ -211,7 +218,8 @@ def resumable_find(
             cursor.close()
             cursor = open_cursor(attempt)
         batch = []
-        for document in cursor:
+        for raw in cursor:
+            document = bson.decode(raw.raw, codec_options=codec_options)
             if by_id and last_id[0] and not batch and _same_id(document, last_id[1]):
                 continue  # ``min`` is inclusive: the last document seen comes again first
             batch.append(document)

@@ -121,6 +121,10 @@ _RERUN_ADVICE = (
     "import without duplicates"
 )
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
+#: Levels of sub-documents and arrays a document may have, itself included (MongoDB refuses
+#: more; checked here too, so that every server gets the same documents).
+MAX_NESTING = 100
+_CONTAINERS = frozenset({dict, list})
 #: Encoding only: a ``uuid.UUID`` from a model becomes a standard UUID binary (subtype 4).
 _ENCODE_OPTIONS: CodecOptions = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
 
@@ -250,7 +254,8 @@ def parse_query(query: str | bytes | Mapping[str, Any] | None) -> dict[str, Any]
     """A filter from a dict or a JSON text; Extended JSON wrappers become BSON values.
 
     ``{"_id": {"$oid": "..."}}`` and ``{"created_at": {"$gte": {"$date": "2024-01-01T00:00:00Z"}}}``
-    work as text or as dicts. The text is parsed, never evaluated.
+    work as text or as dicts. The text is parsed, never evaluated, and operators that would run
+    JavaScript on the server (``$where``, ``$function``, ``$accumulator``) are refused.
     """
     if query is None or query == "" or query == b"":
         return {}
@@ -265,7 +270,29 @@ def parse_query(query: str | bytes | Mapping[str, Any] | None) -> dict[str, Any]
         raise FormatError("query", f"expected a JSON object, got {type(query).__name__}")
     if not isinstance(parsed, dict):
         raise FormatError("query", f"expected a JSON object, got {_json_kind(parsed)}")
+    _refuse_javascript(parsed)
     return parsed
+
+
+#: Query operators that run code on the server: a query is data, so Hermes never sends them.
+SERVER_JAVASCRIPT = frozenset({"$where", "$function", "$accumulator"})
+
+
+def _refuse_javascript(query: dict[str, Any]) -> None:
+    pending: list[Any] = [query]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            found = SERVER_JAVASCRIPT.intersection(value)
+            if found:
+                raise FormatError(
+                    "query",
+                    f"{min(found)} runs JavaScript on the server; Hermes does not send code in a "
+                    "query (use query operators such as $eq, $in, $regex or $expr)",
+                )
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def _json_kind(value: Any) -> str:
@@ -641,6 +668,23 @@ def _write_error_reason(error: Mapping[str, Any]) -> str:
     return f"{message} (code {code})"
 
 
+def _too_deep(document: dict) -> bool:
+    """Whether ``document`` nests more than :data:`MAX_NESTING` levels, breadth first; lists of
+    plain values (embeddings) are skipped at C speed."""
+    level: list[Any] = [document]
+    depth = 1
+    while level:
+        if depth > MAX_NESTING:
+            return True
+        below: list[Any] = []
+        for value in level:
+            children = value.values() if isinstance(value, dict) else value
+            if not _CONTAINERS.isdisjoint(map(type, children)):
+                below.extend(c for c in children if type(c) in _CONTAINERS)
+        level, depth = below, depth + 1
+    return False
+
+
 def _upsert_keys(upsert_fields: str | Sequence[str] | None) -> list[str]:
     if upsert_fields is None:
         return ["_id"]
@@ -695,6 +739,10 @@ class _Import:
                 reason = _validation_reason(exc, self.document_class)  # type: ignore[arg-type]
                 self.rejects.add(location, reason, document)
                 return None
+        if _too_deep(document):
+            reason = f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
+            self.rejects.add(location, reason, document)
+            return None
         if "_id" not in document and self.mode == "insert":
             document = {"_id": ObjectId(), **document}
         try:
