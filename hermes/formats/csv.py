@@ -515,7 +515,7 @@ def _as_text(value: Any, canonical: bool) -> str:
 
 def _plain_refusal(column: str, value: Any, row: int) -> str:
     kind = type(value).__name__
-    what = "an empty string" if value == "" and type(value) is str else f"a {kind} value"
+    what = "an empty string" if value == "" and type(value) is str else f"a value of type {kind}"
     return (
         f"Column {column!r} holds {what} in row {row}, which a plain CSV header would read back "
         "as a different value (every cell is a string, an empty cell is a missing field). Write "

@@ -200,6 +200,8 @@ _TOP_FIELDS = {
     "database": str,
     "collections": dict,
 }
+#: How a manifest problem names the JSON type a field must have.
+_JSON_KINDS = {str: "a string", int: "an integer", dict: "an object", list: "an array"}
 _ENTRY_FIELDS = {
     "file": str,
     "format": str,
@@ -223,7 +225,7 @@ def load_manifest(folder: Path) -> tuple[Manifest | None, list[str]]:
     if not isinstance(data, dict):
         return None, [f"{MANIFEST}: expected a JSON object"]
     problems = [
-        f"{MANIFEST}: field {key!r} missing or not a {kind.__name__}"
+        f"{MANIFEST}: field {key!r} missing or not {_JSON_KINDS[kind]}"
         for key, kind in _TOP_FIELDS.items()
         if not isinstance(data.get(key), kind)
     ]
@@ -254,7 +256,7 @@ def _parse_entry(name: str, raw: Any) -> tuple[ManifestEntry | None, list[str]]:
     if not isinstance(raw, dict):
         return None, [f"{where}: expected an object"]
     problems = [
-        f"{where}: field {key!r} missing or not a {kind.__name__}"
+        f"{where}: field {key!r} missing or not {_JSON_KINDS[kind]}"
         for key, kind in _ENTRY_FIELDS.items()
         if not isinstance(raw.get(key), kind) or isinstance(raw.get(key), bool)
     ]

@@ -169,7 +169,7 @@ class _Walk:
         if key in self.open:
             raise UnsupportedValueError(
                 f"Cannot serialize: reference cycle at {self.where()} "
-                f"(a {type(obj).__qualname__} contains itself)"
+                f"(an object of type {type(obj).__qualname__} contains itself)"
             )
         if len(self.open) >= self.max_depth:
             raise UnsupportedValueError(

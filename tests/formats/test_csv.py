@@ -297,7 +297,14 @@ def test_plain_header_writes_names_only_for_string_data(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "described"),
-    [(42, "int"), (None, "NoneType"), ("", "an empty string"), (WHEN, "datetime"), ([1], "list")],
+    [
+        (42, "a value of type int"),
+        (None, "a value of type NoneType"),
+        ("", "an empty string"),
+        (WHEN, "a value of type datetime"),
+        ([1], "a value of type list"),
+        (Int64(7), "a value of type Int64"),
+    ],
 )
 def test_plain_header_refuses_values_that_would_change(
     tmp_path: Path, value: Any, described: str

@@ -392,6 +392,11 @@ def test_an_edited_count_is_found(manager, backup):
     [
         (lambda m: m.pop("database"), "field 'database' missing"),
         (lambda m: m["collections"]["events"].pop("sha256"), "field 'sha256' missing"),
+        (
+            lambda m: m["collections"]["events"].update(count="3"),
+            "field 'count' missing or not an integer",
+        ),
+        (lambda m: m.update(collections=[]), "field 'collections' missing or not an object"),
         (lambda m: m.update(created_at="yesterday"), "not an ISO date"),
         (lambda m: m["collections"]["events"].update(format="xml"), "Unknown format 'xml'"),
     ],

@@ -400,6 +400,7 @@ def test_reference_cycles_are_a_clear_error_naming_where(make, where):
     with pytest.raises(UnsupportedValueError, match="reference cycle") as caught:
         serialize(make())
     assert where in str(caught.value)
+    assert "an object of type " in str(caught.value)
 
 
 def test_very_deep_nesting_is_a_clear_error_not_a_recursion_error():
