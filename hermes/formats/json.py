@@ -13,8 +13,11 @@ where an element starts). It also accepts the ``NaN``/``Infinity`` that Python's
 writes. A parse error near the end of the text read so far may only mean that the element goes
 on in the next chunk: the reader reads on and tries again; only an error that stays put is one.
 
-A bad element that is still well-formed JSON (a bad ``$oid``, a number where a document belongs,
-invalid UTF-8 inside a string) is reported through ``on_error`` with its line and reading goes on.
+Each element's location is ``"item 57 (line 1)"``: its number in the file (from 1) and the line
+it starts on, so the elements of a one-line array (``json.dump``, ``mongoexport --jsonArray``) are
+told apart. A bad element that is still well-formed JSON (a bad ``$oid``, a number where a document
+belongs, invalid UTF-8 inside a string) is reported through ``on_error`` with its location and
+reading goes on.
 A syntax error or a truncated file breaks the structure itself: no later position can be trusted,
 so it raises a :class:`FormatError` with line and column, after the elements before it were read.
 """
@@ -95,6 +98,7 @@ class _Scanner:
         self.line = 1  # the line number at text[counted]
         self.counted = 0
         self.carry = 0  # characters of the current line already dropped from ``text``
+        self.items = 0  # top-level elements met so far
         #: True for a top-level array; False for top-level objects (one, or one after another).
         self.array = True
 
@@ -244,7 +248,8 @@ class _Scanner:
             self.line += 1 + text.count("\n", newline + 1, start)
         self.counted = start
         self.pos = end
-        location = f"line {self.line}"
+        self.items += 1
+        location = f"item {self.items} (line {self.line})"
         if type(value) is dict and not self.invalid_utf8 and text.find("$", start, end) < 0:
             return location, value, None, None  # plain JSON: nothing to convert
         return self._converted(location, start, end, value)
@@ -265,7 +270,8 @@ class _Scanner:
                 raise self._fatal(f"malformed JSON: {exc}", start) from None
             else:
                 if end < len(self.text) or self.eof:
-                    location = f"line {self._line_at(start)}"
+                    self.items += 1
+                    location = f"item {self.items} (line {self._line_at(start)})"
                     self.pos = end
                     return self._converted(location, start, end, value)
                 error_at, message = end, "a number may go on in the next chunk"

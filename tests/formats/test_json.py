@@ -42,7 +42,7 @@ def _documents(pairs):
 
 
 def _line_text(data: bytes, location: str) -> str:
-    number = int(location.removeprefix("line "))
+    number = int(location.split("(line ")[1].rstrip(")"))
     return data.split(b"\n")[number - 1].decode()
 
 
@@ -59,8 +59,9 @@ def test_any_documents_round_trip_in_any_layout(documents, json_format, indent):
     data = _write(documents, json_format=json_format, indent=indent)
     read = _read(data)
     assert same_bson(_documents(read), documents)
-    # each location is the line where its element starts
-    for location, _ in read:
+    # each location is the element's number and the line where it starts
+    for number, (location, _) in enumerate(read, start=1):
+        assert location.startswith(f"item {number} (line ")
         assert _line_text(data, location).lstrip(" \t").startswith("{")
 
 
@@ -101,7 +102,7 @@ def test_an_array_written_by_json_dump_with_indent_is_read_with_element_lines(tm
     path = tmp_path / "people.json"
     path.write_text(json.dumps(documents, indent=4, ensure_ascii=False), encoding="utf-8")
     read = [pair for batch in read_documents(path) for pair in batch]
-    assert read == [("line 2", documents[0]), ("line 9", documents[1])]
+    assert read == [("item 1 (line 2)", documents[0]), ("item 2 (line 9)", documents[1])]
 
 
 def test_a_mongoexport_json_array_is_read():
@@ -227,7 +228,7 @@ def test_a_single_mapping_is_written_as_an_object_and_read_as_one_document():
     out = io.BytesIO()
     assert FORMAT.write_stream(out, {"_id": 1, "tags": ["x"]}, indent=2) == 1
     assert out.getvalue() == b'{\n  "_id": 1,\n  "tags": [\n    "x"\n  ]\n}\n'
-    assert _read(out.getvalue()) == [("line 1", {"_id": 1, "tags": ["x"]})]
+    assert _read(out.getvalue()) == [("item 1 (line 1)", {"_id": 1, "tags": ["x"]})]
 
 
 # ------------------------------------------------------------------------------------------
@@ -236,12 +237,16 @@ def test_a_single_mapping_is_written_as_an_object_and_read_as_one_document():
 
 
 def test_a_bom_and_surrounding_whitespace_are_accepted():
-    assert _read(b'\xef\xbb\xbf\n\n  [{"a": 1}]\n\n') == [("line 3", {"a": 1})]
+    assert _read(b'\xef\xbb\xbf\n\n  [{"a": 1}]\n\n') == [("item 1 (line 3)", {"a": 1})]
 
 
 def test_documents_one_after_another_are_read_as_mongoimport_does():
     data = b'{"a": 1}\n{"a": 2}\n\n{\n  "a": 3\n}\n'
-    assert _read(data) == [("line 1", {"a": 1}), ("line 2", {"a": 2}), ("line 4", {"a": 3})]
+    assert _read(data) == [
+        ("item 1 (line 1)", {"a": 1}),
+        ("item 2 (line 2)", {"a": 2}),
+        ("item 3 (line 4)", {"a": 3}),
+    ]
 
 
 def test_nan_and_infinity_written_by_python_json_are_accepted():
@@ -251,7 +256,8 @@ def test_nan_and_infinity_written_by_python_json_are_accepted():
 
 
 def test_unknown_options_for_other_formats_are_ignored():
-    assert _read(b'[{"a": 1}]', types={"a": "int64"}, skip_header=True) == [("line 1", {"a": 1})]
+    read = _read(b'[{"a": 1}]', types={"a": "int64"}, skip_header=True)
+    assert read == [("item 1 (line 1)", {"a": 1})]
 
 
 # ------------------------------------------------------------------------------------------
@@ -264,9 +270,9 @@ def test_elements_that_are_not_documents_go_to_the_error_handler_and_reading_goe
     data = b'[\n{"a": 1},\n23456,\n"x",\n[3],\nnull,\n{"b": {"$oid": "bad"}},\n{"c": 3}\n]'
     errors = []
     read = _read(data, chunk=chunk, on_error=errors.append)
-    assert read == [("line 2", {"a": 1}), ("line 8", {"c": 3})]
+    assert read == [("item 1 (line 2)", {"a": 1}), ("item 7 (line 8)", {"c": 3})]
     assert [(e.path, e.location) for e in errors] == [
-        ("data.json", f"line {n}") for n in (3, 4, 5, 6, 7)
+        ("data.json", f"item {n - 1} (line {n})") for n in (3, 4, 5, 6, 7)
     ]
     assert "expected a JSON object, got int" in errors[0].reason
     assert errors[0].raw == "23456"  # read whole, though the chunks cut it
@@ -274,19 +280,30 @@ def test_elements_that_are_not_documents_go_to_the_error_handler_and_reading_goe
     assert errors[1].raw == '"x"'
 
 
+def test_bad_elements_of_a_one_line_array_are_told_apart_by_their_number():
+    """``json.dump`` and ``mongoexport --jsonArray`` write the whole array on line 1."""
+    elements = [{"n": n} for n in range(1, 60)]
+    elements[56] = {"n": {"$oid": "bad"}}
+    elements[9] = 10
+    errors = []
+    read = _read(json.dumps(elements).encode(), chunk=64, on_error=errors.append)
+    assert [e.location for e in errors] == ["item 10 (line 1)", "item 57 (line 1)"]
+    assert [location for location, _ in read][:2] == ["item 1 (line 1)", "item 2 (line 1)"]
+
+
 def test_without_an_error_handler_a_bad_element_raises_a_format_error():
     with pytest.raises(FormatError) as caught:
         _read(b'[{"a": 1},\n 5]')
-    assert caught.value.location == "line 2"
-    assert str(caught.value).startswith("data.json, line 2: ")
+    assert caught.value.location == "item 2 (line 2)"
+    assert str(caught.value).startswith("data.json, item 2 (line 2): ")
 
 
 def test_invalid_utf8_inside_a_string_spoils_only_its_element():
     data = b'[{"a": "ok"},\n{"a": "\xff\xfe"},\n{"a": "\xe6\x97\xa5"}]'
     errors = []
     read = _read(data, on_error=errors.append)
-    assert read == [("line 1", {"a": "ok"}), ("line 3", {"a": "日"})]
-    assert [(e.location, e.reason) for e in errors] == [("line 2", "invalid UTF-8")]
+    assert read == [("item 1 (line 1)", {"a": "ok"}), ("item 3 (line 3)", {"a": "日"})]
+    assert [(e.location, e.reason) for e in errors] == [("item 2 (line 2)", "invalid UTF-8")]
     assert "\ufffd" in errors[0].raw  # printable, never a lone surrogate
 
 
