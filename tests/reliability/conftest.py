@@ -15,7 +15,7 @@ import pytest
 from pymongo import MongoClient
 
 from hermes.storage.embedded import EmbeddedWarehouse, ServerInfo
-from tests.reliability.faults import private_warehouse
+from tests.reliability.faults import discard, private_warehouse
 
 
 @dataclass
@@ -64,7 +64,7 @@ def private_server(tmp_path: Path) -> Iterator[tuple[EmbeddedWarehouse, ServerIn
     warehouse = private_warehouse(tmp_path / "home")
     info = warehouse.ensure_running()
     yield warehouse, info
-    warehouse.stop()
+    discard(warehouse)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def armed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInf
     """A server shared by a module's tests that arm fail points on it (never killed)."""
     warehouse = private_warehouse(tmp_path_factory.mktemp("armed") / "home")
     yield warehouse.ensure_running()
-    warehouse.stop()
+    discard(warehouse)
 
 
 @pytest.fixture

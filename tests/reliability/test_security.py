@@ -32,7 +32,7 @@ from hermes.storage.warehouse import (
     DataWarehouseImporter,
     DataWarehouseManager,
 )
-from tests.reliability.faults import QUICK_RETRY, fail_point
+from tests.reliability.faults import QUICK_RETRY, discard, fail_point
 
 USER = "owner"
 PASSWORD = "s3cr3t@pa:ss/word"  # characters a URI must escape, to mask both spellings
@@ -50,13 +50,17 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo
     open_server = EmbeddedWarehouse(home)
     client = MongoClient(open_server.ensure_running().uri)
     client.admin.command(
-        "createUser", USER, pwd=PASSWORD, roles=["root"], mechanisms=["SCRAM-SHA-256"]
+        "createUser",
+        USER,
+        pwd=PASSWORD,
+        roles=["root"],
+        mechanisms=["SCRAM-SHA-256"],
     )
     client.close()
-    open_server.stop()
+    open_server.stop()  # a clean stop: the embedded server loses a new user to a kill
     secured = EmbeddedWarehouse(home, extra_args=["--auth", "--enable-test-commands"])
     yield secured.ensure_running()
-    secured.stop()
+    discard(secured)
 
 
 @pytest.fixture
