@@ -1,7 +1,8 @@
 """JSON Lines: one Extended JSON document per line.
 
 The fastest lossless text format, and the one that survives bad records best: a broken line is
-reported with its number and the lines around it are still read.
+reported with its number (and the column, for JSON that does not parse: ``line 7, column 12``)
+and the lines around it are still read.
 """
 
 from __future__ import annotations
@@ -18,17 +19,31 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def describe_json_error(exc: Exception) -> str:
-    """A short reason for a JSON or Extended JSON error, without Python internals."""
+    """A short reason for a JSON or Extended JSON error, without Python internals or positions
+    (the location says where: see :func:`error_column`)."""
     if isinstance(exc, orjson.JSONDecodeError):
-        text = str(exc)
-        if "str is not valid UTF-8" in text or "surrogates" in text:
+        if "str is not valid UTF-8" in exc.msg or "surrogates" in exc.msg:
             return "invalid UTF-8"
-        return f"malformed JSON: {text}"
+        return f"malformed JSON: {exc.msg}"
     if isinstance(exc, UnicodeDecodeError):
-        return f"invalid UTF-8 at byte {exc.start}"
+        return "invalid UTF-8"
     if isinstance(exc, RecursionError):
         return "nesting too deep"
     return f"invalid Extended JSON: {exc}"
+
+
+def error_column(exc: Exception, line: bytes) -> int | None:
+    """The column (from 1, in characters) of ``line`` where parsing it failed, if known.
+
+    orjson counts characters from the start of the record; an error after the last character
+    (a record cut short) is placed just after it, not on the line below.
+    """
+    if isinstance(exc, orjson.JSONDecodeError):
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        return min(exc.pos, len(text)) + 1
+    if isinstance(exc, UnicodeDecodeError):
+        return len(line[: exc.start].decode("utf-8", "replace")) + 1
+    return None
 
 
 class JsonLinesFormat:
@@ -55,9 +70,9 @@ class JsonLinesFormat:
             try:
                 documents.append(loads(line))
             except (ValueError, RecursionError) as exc:
-                error = RecordError(
-                    path, f"line {number}", describe_json_error(exc), _preview(line)
-                )
+                column = error_column(exc, line)
+                location = f"line {number}, column {column}" if column else f"line {number}"
+                error = RecordError(path, location, describe_json_error(exc), _preview(line))
                 if on_error is None:
                     raise error.as_format_error() from None
                 on_error(error)

@@ -72,11 +72,11 @@ def test_a_bad_line_in_the_middle_is_reported_with_its_number_and_the_others_are
     read = _read_all(data, on_error=errors.append)
     assert read == [("line 1", {"a": 1}), ("line 5", {"a": 5})]
     assert [(e.path, e.location) for e in errors] == [
-        ("data.jsonl", "line 2"),
+        ("data.jsonl", "line 2, column 8"),  # just after the record cut short
         ("data.jsonl", "line 3"),
         ("data.jsonl", "line 4"),
     ]
-    assert "malformed JSON" in errors[0].reason
+    assert errors[0].reason == "malformed JSON: unexpected end of data"
     assert "$oid" in errors[1].reason
     assert "expected a JSON object" in errors[2].reason
     assert errors[0].raw == '{"a": 2'
@@ -86,8 +86,19 @@ def test_without_an_error_handler_the_first_bad_line_raises_a_format_error():
     data = b'{"a": 1}\n\n{"a": }\n{"a": 3}\n'
     with pytest.raises(FormatError) as caught:
         _read_all(data)
-    assert caught.value.location == "line 3"
-    assert str(caught.value).startswith("data.jsonl, line 3: malformed JSON")
+    assert caught.value.location == "line 3, column 7"
+    assert str(caught.value) == (
+        "data.jsonl, line 3, column 7: malformed JSON: unexpected character, expected a JSON value"
+    )
+
+
+def test_the_column_of_a_syntax_error_counts_characters_within_its_line():
+    data = '{"a": 1}\n{"日本": 1 x}\n'.encode()
+    errors = []
+    _read_all(data, on_error=errors.append)
+    assert [(e.location, e.reason) for e in errors] == [
+        ("line 2, column 10", "malformed JSON: unexpected character, expected ',' or '}'")
+    ]
 
 
 def test_a_line_of_invalid_utf8_is_reported_and_the_others_are_read():
@@ -97,7 +108,7 @@ def test_a_line_of_invalid_utf8_is_reported_and_the_others_are_read():
         ("line 1", {"a": "ok"}),
         ("line 3", {"a": "fine"}),
     ]
-    assert [e.location for e in errors] == ["line 2"]
+    assert [(e.location, e.reason) for e in errors] == [("line 2, column 8", "invalid UTF-8")]
     assert errors[0].reason.startswith("invalid UTF-8")
 
 

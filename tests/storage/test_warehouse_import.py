@@ -77,10 +77,10 @@ def test_a_malformed_line_is_rejected_and_the_rest_imported(importer, db, tmp_pa
     report = importer.import_collection("items", path)
     assert (report.read, report.inserted, report.rejected) == (3, 2, 1)
     [reject] = rejects_of(report)
-    assert reject["location"] == "line 2"
+    assert reject["location"] == "line 2, column 11"
     assert "malformed JSON" in reject["reason"]
     assert reject["record"] == '{"_id": 2,'
-    assert report.errors == [f"line 2: {reject['reason']}"]
+    assert report.errors == [f"line 2, column 11: {reject['reason']}"]
     assert sorted(d["_id"] for d in db.items.find()) == [1, 3]
 
 
@@ -98,7 +98,7 @@ def test_rejects_go_where_asked(importer, tmp_path):
     target = tmp_path / "elsewhere" / "bad.jsonl"
     report = importer.import_collection("items", path, rejects_file=target)
     assert report.rejects_file == target
-    assert rejects_of(report)[0]["location"] == "line 1"
+    assert rejects_of(report)[0]["location"] == "line 1, column 1"
 
 
 def test_documents_without_an_id_get_one(importer, db, tmp_path):
@@ -169,7 +169,7 @@ def test_stop_on_error_raises_at_a_malformed_line(importer, tmp_path):
     path = jsonl(tmp_path / "i.jsonl", '{"_id": 1}', "{oops")
     with pytest.raises(FormatError) as caught:
         importer.import_collection("items", path, stop_on_error=True)
-    assert caught.value.location == "line 2" and caught.value.path == str(path)
+    assert caught.value.location == "line 2, column 2" and caught.value.path == str(path)
 
 
 def test_stop_on_error_raises_at_a_duplicate_and_writes_nothing_after_it(importer, db, tmp_path):

@@ -651,8 +651,8 @@ def test_bad_records_are_reported_with_file_line_and_reason_and_the_rest_importe
     assert (result.read, result.valid, result.rejected) == (4, 2, 2)
     assert seen == result.errors
     malformed, invalid = result.errors
-    assert (malformed.path, malformed.location) == (str(path), "line 2")
-    assert "malformed JSON" in malformed.reason
+    assert (malformed.path, malformed.location) == (str(path), "line 2, column 26")
+    assert malformed.reason == "malformed JSON: unexpected end of data"
     assert (invalid.path, invalid.location) == (str(path), "line 3")
     assert "platform: Input should be a valid string (got int)" in invalid.reason
     assert "link: Field required" in invalid.reason and "\n" not in invalid.reason
@@ -667,7 +667,7 @@ def test_strict_import_stops_at_the_first_bad_record(tmp_path, corpus):
     invalid_first = tmp_path / "invalid.jsonl"
     invalid_first.write_text(f"{valid}\n{invalid}\n{malformed}\n", encoding="utf-8")
 
-    with pytest.raises(FormatError, match=r"malformed\.jsonl, line 2: malformed JSON"):
+    with pytest.raises(FormatError, match=r"malformed\.jsonl, line 2, column 26: malformed JSON"):
         DataImporter.import_from_jsonl(malformed_first, RawDocument, strict=True)
     with pytest.raises(
         ValidationFailedError, match=r"invalid\.jsonl, line 2: .*link: Field required"
@@ -695,7 +695,7 @@ def test_records_are_not_validated_without_a_target_class(tmp_path, corpus):
     result = DataImporter.import_documents(path)
 
     assert len(result) == 3 and result[1]["platform"] == 42
-    assert [e.location for e in result.errors] == ["line 2"]
+    assert [e.location for e in result.errors] == ["line 2, column 26"]
 
 
 def test_csv_bad_rows_are_reported_by_row(tmp_path, corpus):

@@ -103,8 +103,8 @@ def test_bad_records_can_be_skipped_while_reading(tmp_path):
     path.write_text('{"a": 1}\n{"a": \n{"a": 3}\n', encoding="utf-8")
     errors = []
     assert JsonLinesFileManager.read(path, on_error=errors.append) == [{"a": 1}, {"a": 3}]
-    assert [e.location for e in errors] == ["line 2"]
-    with pytest.raises(FormatError, match="line 2"):
+    assert [e.location for e in errors] == ["line 2, column 7"]
+    with pytest.raises(FormatError, match="line 2, column 7"):
         JsonLinesFileManager.read(path)
 
 
