@@ -8,11 +8,16 @@ renamed into place, through gzip or zstd) and how the result is described is dec
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
 import os
+import re
+import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +31,9 @@ Document = dict[str, Any]
 COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 DEFAULT_BATCH_SIZE = 1000
 _CHUNK = 1 << 20
+#: A temporary file or folder whose writer died is removed by the next write of the same name
+#: once no process holds its lock and it is this old (a live writer locks it as it creates it).
+STALE_AFTER = 10.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,8 @@ def atomic_output(
 
     On any error (or KeyboardInterrupt) the temporary file is removed and ``path`` is untouched,
     so nothing that looks complete is ever left behind. Files are created 0600: they hold data.
+    A temporary file left by a process that died (a kill, a power cut) is removed by the next
+    write of the same ``path``: :func:`remove_stale`.
     """
     target = Path(path)
     if compression is None:
@@ -239,7 +249,9 @@ def atomic_output(
     if not overwrite and target.exists():
         raise FileExistsError(f"{target} already exists (use --force to overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    remove_stale(target.parent, re.escape(f".{target.name}.") + r"[a-z0-9_]{8}\.tmp")
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held until the file is closed, or the process dies
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -275,6 +287,30 @@ def atomic_output(
             # A full disk or a file size limit: say which file could not be written.
             raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
+
+
+def remove_stale(folder: Path, pattern: str) -> list[Path]:
+    """Remove the entries of ``folder`` named by ``pattern`` (a regular expression) that a dead
+    writer left: unlocked and older than :data:`STALE_AFTER`. Symbolic links are left alone."""
+    name = re.compile(pattern)
+    removed = []
+    for entry in os.scandir(folder):
+        if not name.fullmatch(entry.name) or entry.is_symlink():
+            continue
+        with contextlib.suppress(OSError):
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            finally:
+                os.close(fd)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

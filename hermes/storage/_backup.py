@@ -7,6 +7,7 @@ read from a manifest is untrusted: names are validated and files must stay insid
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -27,7 +28,7 @@ from hermes.errors import (
     WarehouseUnavailableError,
 )
 from hermes.formats import extjson, get_format, read_documents
-from hermes.formats.base import atomic_output, sha256_file, split_compression
+from hermes.formats.base import atomic_output, remove_stale, sha256_file, split_compression
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -369,7 +370,8 @@ def atomic_folder(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary sibling name; rename it to ``target`` once complete.
 
     An existing non-empty ``target`` is refused unless ``overwrite``; it is then swapped out and
-    removed only after the new folder is in place. On error the temporary folder disappears.
+    removed only after the new folder is in place. On error the temporary folder disappears;
+    one left by a process that died is removed by the next build of the same ``target``.
     """
     target = Path(target)
     if target.exists() and not _is_empty_dir(target) and not overwrite:
@@ -379,8 +381,11 @@ def atomic_folder(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
             "or pass overwrite=True (--force) to replace it"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, re.escape(f".{target.name}.tmp-") + "[0-9a-f]{8}")
     temp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
     temp.mkdir(mode=0o700)
+    held = os.open(temp, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # tells a later backup that this folder is still in use
     try:
         yield temp
         old = None
@@ -396,6 +401,8 @@ def atomic_folder(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    finally:
+        os.close(held)
 
 
 def _fsync_dir(folder: Path) -> None:

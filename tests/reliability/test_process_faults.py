@@ -6,6 +6,7 @@ export or backup leaves only hidden temporary leftovers, and the next run succee
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 import signal
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 
 from hermes.cli import cli
 from hermes.formats import iter_documents
+from hermes.formats.base import STALE_AFTER
 from hermes.sample import iter_collection
 from hermes.storage.warehouse import DataWarehouseExporter, DataWarehouseManager
 from tests.reliability.faults import damage, expected_bson, kill
@@ -76,21 +78,14 @@ def test_an_export_killed_while_writing_leaves_no_file_under_its_name(
     [leftover] = hidden(out)
     assert leftover.startswith(".big.json.") and leftover.endswith(".tmp")
 
-    rerun = CliRunner().invoke(
-        cli,
-        [
-            "--uri",
-            warehouse_server.uri,
-            "--database",
-            database_name,
-            "export",
-            "-c",
-            "big",
-            "--output-dir",
-            str(out),
-        ],
-    )
+    export = ["--uri", warehouse_server.uri, "--database", database_name, "export", "-c", "big"]
+    export += ["--output-dir", str(out)]
+    rerun = CliRunner().invoke(cli, export)
     assert rerun.exit_code == 0, rerun.output
+    assert hidden(out) == [leftover]  # too recent to be judged abandoned
+    age(out / leftover)
+    assert CliRunner().invoke(cli, [*export, "--force"]).exit_code == 0
+    assert hidden(out) == []  # the next write of big.json removed it
     lost = damage(expected_bson(big), expected_bson(iter_documents(out / "big.json")))
     ledger.record("hermes SIGKILLed mid-export", documents=BIG, lost=lost)
     assert lost == 0
@@ -121,11 +116,32 @@ def test_a_backup_killed_while_writing_leaves_no_backup_folder(
     assert leftover.startswith(".nightly.tmp-")
     assert not (backups / leftover / "manifest.json").exists()
 
+    age(backups / leftover)
     result = DataWarehouseManager(db_manager).backup(backups / "nightly")
     assert DataWarehouseManager(db_manager).verify(result.path).ok
+    assert hidden(backups) == []  # the abandoned folder went with the next backup
     lost = damage(expected_bson(big), expected_bson(iter_documents(result.path / "big.json")))
     ledger.record("hermes SIGKILLed mid-backup", documents=BIG, lost=lost)
     assert lost == 0
+
+
+def age(path: Path) -> None:
+    """Make a leftover look as old as an abandoned one (its writer would have touched it)."""
+    past = time.time() - STALE_AFTER - 1
+    os.utime(path, (past, past))
+
+
+def test_a_temporary_file_still_locked_by_its_writer_is_left_alone(db_manager, db, tmp_path):
+    db["c"].insert_one({"_id": 1})
+    writing = tmp_path / ".c.json.abcd1234.tmp"
+    writing.write_bytes(b"[")
+    age(writing)
+    with open(writing, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # another writer, alive
+        DataWarehouseExporter(db_manager).export_collection("c", tmp_path / "c.json")
+        assert writing.exists()
+    DataWarehouseExporter(db_manager).export_collection("c", tmp_path / "c.json")
+    assert not writing.exists()
 
 
 # ------------------------------------------------------------------------------------------
