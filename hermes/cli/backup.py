@@ -29,6 +29,9 @@ def _warehouse_manager(state: CliState):
 @format_option(default="json", help="File format of the collections.")
 @click.option(
     "--collections",
+    "--collection",
+    "-c",
+    "collections",
     multiple=True,
     metavar="NAME",
     help="Collection to back up (repeat for several). Default: every collection.",
@@ -93,9 +96,15 @@ def _confirm_restore(state: CliState, backup_dir: Path, mode: str) -> None:
 
 @click.command("restore")
 @click.option("--backup-dir", type=_BACKUP_DIR, required=True, help="The backup folder.")
-@format_option(help="Only needed if the manifest does not say.")
+@format_option(
+    help="The format the backup's files must be in: refused if the manifest records another. "
+    "Default: the manifest's."
+)
 @click.option(
     "--collections",
+    "--collection",
+    "-c",
+    "collections",
     multiple=True,
     metavar="NAME",
     help="Collection to restore (repeat for several). Default: every one in the backup.",
@@ -129,7 +138,8 @@ def restore(
     Examples:
       hermes restore --backup-dir backups/20250101T120000Z --dry-run
       hermes restore --backup-dir backups/20250101T120000Z --confirm
-      hermes --database staging restore --backup-dir backups/latest --mode merge --confirm
+      hermes --database staging restore --backup-dir backups/20250101T120000Z \\
+          --mode merge --confirm
     """
     if not (confirm or dry_run):
         _confirm_restore(state, backup_dir, mode)

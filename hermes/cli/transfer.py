@@ -51,15 +51,16 @@ from hermes.cli.state import CliState, pass_state
     "--sort",
     callback=library_parser("parse_sort"),
     metavar="A,-B",
-    help='Sort keys, "-" for descending: "published_at,-views", "views:desc" or '
-    "'{\"published_at\": 1}'.",
+    help='Sort keys, "-" for descending: "created_at,-_id", "created_at:desc" or '
+    "'{\"created_at\": -1}'.",
 )
 @click.option(
     "--json-format",
     type=click.Choice(["relaxed", "canonical"]),
     default="relaxed",
     show_default=True,
-    help="Extended JSON flavour for json/jsonl: relaxed reads as plain JSON; canonical keeps every numeric type explicit.",
+    help="Extended JSON flavour of json/jsonl files, CSV json() cells and Parquet Extended JSON "
+    "text columns: relaxed reads as plain JSON; canonical keeps every numeric type explicit.",
 )
 @compression_option(help="Compress the files (.gz or .zst appended to the name).")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
@@ -88,7 +89,7 @@ def export(
       hermes export
       hermes export -c raw_documents -c chunks --format parquet --output-dir out/
       hermes export -c raw_documents --format jsonl --compression gzip \\
-          --query '{"platform": "medium"}' --sort=-published_at --limit 100
+          --query '{"platform": "medium"}' --sort=-created_at --limit 100
     """
     from hermes.storage.warehouse import DataWarehouseExporter
 

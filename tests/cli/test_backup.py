@@ -54,6 +54,34 @@ def test_backup_of_chosen_collections_in_a_chosen_folder(run, sample, tmp_path):
     assert (tmp_path / "mine" / "odd.parquet.zst").exists()
 
 
+def test_backup_and_restore_take_collections_as_export_does(
+    run, sample, db_manager, other_database, tmp_path
+):
+    """``-c`` and ``--collection`` work as on ``export``; ``--collections`` too."""
+    backed_up = run("backup", "--backup-dir", "b", "-c", "odd", "--collection", "chunks")
+    assert backed_up.exit_code == 0, backed_up.output
+    assert set(json.loads((tmp_path / "b" / "manifest.json").read_text())["collections"]) == {
+        "odd",
+        "chunks",
+    }
+    restored = run(
+        "restore", "--backup-dir", "b", "-c", "odd", "--confirm",
+        database=other_database.database_name,
+    )  # fmt: skip
+    assert restored.exit_code == 0, restored.output
+    assert other_database.list_collections() == ["odd"]
+    assert same_bson(documents(db_manager, "odd"), documents(other_database, "odd"))
+
+
+def test_restore_refuses_a_format_the_manifest_does_not_record(run, sample, db, tmp_path):
+    assert run("backup", "--backup-dir", "b", "-c", "odd").exit_code == 0
+    db["odd"].delete_many({})
+    result = run("restore", "--backup-dir", "b", "--format", "parquet", "--confirm")
+    assert result.exit_code == 2
+    assert "odd.json is json, not parquet (the manifest says so)" in result.stderr
+    assert db["odd"].count_documents({}) == 0
+
+
 def test_an_existing_backup_is_kept_unless_forced(run, sample, db, tmp_path):
     assert run("backup", "--backup-dir", "b", "--collections", "odd").exit_code == 0
     refused = run("backup", "--backup-dir", "b", "--collections", "chunks")

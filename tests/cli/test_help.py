@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,37 @@ def test_group_help_lists_commands_and_documents_exit_codes():
         assert line.strip() in result.output
     for option in ("--uri", "--database", "--quiet", "--debug", "--version"):
         assert option in result.output
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_sort_examples_name_fields_the_sample_corpus_has():
+    from hermes.sample import iter_collection
+
+    fields = set(next(iter(iter_collection("raw_documents", 1))))
+    text = _help("export")
+    named = re.findall(r"--sort=-?(\w+)", text) + re.findall(r'"-?(\w+)[,:]', text)
+    named += re.findall(r"""\{\\?"(\w+)\\?": -?1\}""", text)
+    assert named and set(named) <= fields, set(named) - fields
+
+
+@pytest.mark.parametrize("command", ["restore", "verify"])
+def test_examples_read_backup_folders_named_as_hermes_names_them(command):
+    examples = _help(command).split("Example", 1)[1].split("Options:")[0]
+    folders = re.findall(r"--backup-dir (\S+)", examples)
+    assert folders
+    for folder in folders:
+        assert re.fullmatch(r"backups/\d{8}T\d{6}Z", folder), folder
+
+
+def test_json_format_help_names_every_format_it_shapes():
+    text = " ".join(_help("export").split("--json-format", 1)[1].split("--compression")[0].split())
+    for shaped in ("json/jsonl", "CSV json() cells", "Parquet Extended JSON"):
+        assert shaped in text
 
 
 def test_version():
