@@ -112,12 +112,20 @@ def test_restore_without_confirm_refuses_when_nobody_can_answer(run, sample, db,
     assert db["odd"].count_documents({}) == 0
 
 
-def test_restore_dry_run_changes_nothing(run, sample, db, tmp_path):
+def test_restore_dry_run_shows_the_plan_and_changes_nothing(run, sample, db, tmp_path):
     assert run("backup", "--backup-dir", "b").exit_code == 0
     db["odd"].delete_many({})
     result = run("restore", "--backup-dir", "b", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "Dry run" in result.stdout
+    rows = {
+        cells[0]: cells[1:]
+        for line in result.stdout.splitlines()
+        if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6 and cells[0]
+    }
+    assert set(rows) == set(sample)
+    file, documents, existing, _indexes, _action = rows["odd"]
+    assert (file, documents, existing) == ("odd.json", str(sample["odd"]), "0")
     assert db["odd"].count_documents({}) == 0
 
 
