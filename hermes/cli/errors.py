@@ -22,6 +22,10 @@ Exit codes:
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
+#: Library parameters named in the library's messages, and the options that set them here: the
+#: CLI prints the library's messages in its own words.
+CLI_SPELLING = {"overwrite=True": "--force", "confirm=True": "--confirm"}
+
 #: Environment variables that may hold a URI with credentials.
 _URI_VARIABLES = ("MONGODB_URI", "HERMES_MONGODB_URI", "DATABASE_HOST")
 
@@ -48,12 +52,19 @@ def scrub(text: str, uris: list[str]) -> str:
     return mask_uri(text)
 
 
+def in_cli_words(message: str) -> str:
+    """A library message with its parameters spelled as the CLI's options."""
+    for parameter, option in CLI_SPELLING.items():
+        message = message.replace(parameter, option)
+    return message
+
+
 def describe_error(exc: BaseException, uris: list[str]) -> tuple[int, str]:
     """The exit code and the one-line message for an error that ends a command."""
     from hermes.errors import HermesError
 
     if isinstance(exc, HermesError):
-        return exc.exit_code, scrub(str(exc), uris)
+        return exc.exit_code, in_cli_words(scrub(str(exc), uris))
     pymongo_errors = sys.modules.get("pymongo.errors")
     if pymongo_errors is not None and isinstance(exc, pymongo_errors.InvalidName):
         return EXIT_USAGE, scrub(str(exc), uris)  # a bad --database or collection name
@@ -61,7 +72,7 @@ def describe_error(exc: BaseException, uris: list[str]) -> tuple[int, str]:
         message = scrub(str(exc).split(", Timeout:")[0], uris)
         return EXIT_WAREHOUSE, f"the warehouse failed or refused the request: {message}"
     if isinstance(exc, OSError):
-        return EXIT_USAGE, scrub(str(exc), uris)
+        return EXIT_USAGE, in_cli_words(scrub(str(exc), uris))
     message = scrub(str(exc), uris)
     what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return EXIT_INTERNAL, f"unexpected {what} (rerun with --debug for the traceback)"

@@ -247,7 +247,7 @@ def atomic_output(
     if compression is None:
         compression = split_compression(target)[1]
     if not overwrite and target.exists():
-        raise FileExistsError(f"{target} already exists (use --force to overwrite)")
+        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     remove_stale(target.parent, re.escape(f".{target.name}.") + r"[a-z0-9_]{8}\.tmp")
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -378,7 +378,7 @@ def atomic_folder(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
         what = "folder" if target.is_dir() else "file"
         raise ConfirmationRequiredError(
             f"{target} already exists and is a non-empty {what}; choose another folder, "
-            "or pass overwrite=True (--force) to replace it"
+            "or pass overwrite=True to replace it"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target.parent, re.escape(f".{target.name}.tmp-") + "[0-9a-f]{8}")

@@ -8,7 +8,14 @@ from click.testing import CliRunner
 from pymongo.errors import OperationFailure
 
 from hermes.cli import cli
-from hermes.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_WAREHOUSE, describe_error
+from hermes.cli.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    EXIT_WAREHOUSE,
+    describe_error,
+)
+from hermes.errors import ConfirmationRequiredError
 
 UNREACHABLE = "mongodb://u:secret@127.0.0.1:1/"
 
@@ -39,6 +46,31 @@ def test_driver_errors_exit_3_with_every_credential_masked():
     assert code == EXIT_WAREHOUSE
     assert "pa55word" not in message
     assert "mongodb://admin:***@db.example.com:27017/" in message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        FileExistsError("out/a.json already exists; pass overwrite=True to replace it"),
+        ConfirmationRequiredError("out/a.json already exists; pass overwrite=True to replace it"),
+    ],
+    ids=type,
+)
+def test_library_parameters_in_a_message_are_named_as_the_cli_options(error):
+    assert describe_error(error, []) == (
+        EXIT_USAGE,
+        "out/a.json already exists; pass --force to replace it",
+    )
+
+
+def test_migrate_onto_an_existing_file_names_the_force_option(run, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.jsonl").write_text('{"_id": 1}\n')
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "a.json").write_text("[]\n")
+    result = run("migrate", "--source-dir", "src", "--target-dir", "dst", "--target-format", "json")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: dst/a.json already exists; pass --force to replace it\n"
 
 
 def test_an_invalid_database_name_is_a_usage_error(warehouse_server):

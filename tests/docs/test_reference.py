@@ -135,7 +135,7 @@ def _template(node: ast.JoinedStr, constants: dict[str, str]) -> str:
 def message_templates() -> list[str]:
     """Every string literal of the ``hermes`` package, f-strings with ``…`` for each
     placeholder (implicit concatenation already joined by the parser; module string constants
-    inlined)."""
+    inlined), each also as the CLI prints it (library parameters spelled as its options)."""
     templates: list[str] = []
     for path in (ROOT / "hermes").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -145,7 +145,7 @@ def message_templates() -> list[str]:
                 templates.append(node.value)
             elif isinstance(node, ast.JoinedStr):
                 templates.append(_template(node, constants))
-    return templates
+    return templates + [cli_errors.in_cli_words(template) for template in templates]
 
 
 def troubleshooting_messages() -> list[str]:

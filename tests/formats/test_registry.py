@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from hermes.errors import UnsupportedFormatError
-from hermes.formats import detect_format, format_names, get_format, supported_extensions
+from hermes.formats import (
+    detect_format,
+    format_names,
+    get_format,
+    supported_extensions,
+    write_documents,
+)
 
 EXTENSIONS = {
     ".json": "json",
@@ -76,3 +82,12 @@ def test_an_unknown_format_name_is_refused_with_the_choices_listed():
 def test_tsv_is_csv_with_a_tab_delimiter():
     assert type(get_format("tsv")) is type(get_format("csv"))
     assert get_format("tsv").delimiter == "\t"
+
+
+def test_an_existing_file_is_kept_unless_overwrite_and_the_refusal_names_the_parameter(tmp_path):
+    path = tmp_path / "kept.jsonl"
+    path.write_bytes(b'{"a": 1}\n')
+    with pytest.raises(FileExistsError) as caught:
+        write_documents(path, [{"a": 2}], overwrite=False)
+    assert str(caught.value) == f"{path} already exists; pass overwrite=True to replace it"
+    assert path.read_bytes() == b'{"a": 1}\n'

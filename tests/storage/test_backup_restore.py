@@ -138,8 +138,9 @@ def test_backup_files_are_private(backup):
 
 def test_an_existing_backup_is_not_overwritten_unless_asked(manager, warehouse, backup):
     before = manifest_of(backup)
-    with pytest.raises(ConfirmationRequiredError, match="already exists"):
+    with pytest.raises(ConfirmationRequiredError, match="already exists") as caught:
         manager.backup(backup, "jsonl")
+    assert str(caught.value).endswith("or pass overwrite=True to replace it")
     assert manifest_of(backup) == before
     manager.backup(backup, "jsonl", collections=["events"], overwrite=True)
     assert list(manifest_of(backup)["collections"]) == ["events"]
