@@ -1,5 +1,5 @@
 """The ``hermes`` command line, thin over the library."""
 
-from hermes.cli.main import cli, main
+from hermes.cli.app import cli, main
 
 __all__ = ["cli", "main"]

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from hermes import __version__
 from hermes.cli import cli
+from hermes.cli.app import LAZY_COMMANDS, LazyCommand
 from hermes.cli.errors import EXIT_CODES_HELP
-from hermes.cli.main import LAZY_COMMANDS, LazyCommand
 from hermes.cli.options import DOCUMENT_TYPES, FORMATS
 from hermes.domain import DocumentType
 from hermes.formats import format_names
@@ -110,6 +110,19 @@ def test_help_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_package_offers_cli_and_main_and_shadows_none_of_its_modules():
+    import importlib
+    import pkgutil
+
+    import hermes.cli
+    from hermes.cli import main
+
+    assert callable(main) and hermes.cli.cli is cli
+    for module in pkgutil.iter_modules(hermes.cli.__path__):
+        imported = importlib.import_module(f"hermes.cli.{module.name}")
+        assert getattr(hermes.cli, module.name) is imported, module.name
 
 
 def test_python_dash_m_runs_the_cli():
