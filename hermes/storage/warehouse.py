@@ -86,6 +86,7 @@ from hermes.storage.retry import (
     driver_reason,
     resumable_find,
 )
+from hermes.storage.streams import prefetched_documents, raw_codec
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -456,6 +457,7 @@ class DataWarehouseExporter:
         batch_size: int = 10_000,
         json_format: str = "relaxed",
         overwrite: bool = True,
+        parallel: int = 1,
         progress: Progress = NO_PROGRESS,
         **format_options: Any,
     ) -> ExportResult:
@@ -464,6 +466,11 @@ class DataWarehouseExporter:
         ``file_format`` None means: from the file name. ``limit`` 0 or None means no limit.
         Without a query or a sort, documents come in ``_id`` order. A connection lost part way
         is retried (``db_manager.retry``) and the read resumes after the last document written.
+        The next batch is fetched while this one is written.
+
+        ``parallel`` above 1 writes a part set instead: ``parallel`` ranges of ``_id`` exported
+        at once, one file each (``<name>.part-0000.<ext>``...), and the parts manifest
+        ``<name>.parts.json`` (see :mod:`hermes.storage.parallel`), whose path the result holds.
         """
         started = time.perf_counter()
         path = Path(output_file)
@@ -475,11 +482,26 @@ class DataWarehouseExporter:
         _require_collections(_user_collections(database), [name], _where(database))
         collection = database[name]
         filter_ = parse_query(query)
+        if parallel > 1:
+            options = {"fields": fields, "batch_size": batch_size, "json_format": json_format}
+            return self._export_parts(
+                name,
+                path,
+                fmt,
+                filter_,
+                limit,
+                sort,
+                parallel,
+                progress,
+                overwrite=overwrite,
+                **options,
+                **format_options,
+            )
         total = None if filter_ else collection.estimated_document_count()
         if total is not None and limit:
             total = min(total, limit)
         cursor = resumable_find(
-            collection,
+            collection.with_options(codec_options=raw_codec(collection.codec_options)),
             filter_,
             projection=parse_fields(fields),
             sort=parse_sort(sort),
@@ -487,17 +509,19 @@ class DataWarehouseExporter:
             batch_size=batch_size,
             policy=self.db_manager.retry,
         )
+        documents = prefetched_documents(cursor, collection.codec_options, ahead=batch_size)
         progress.start(f"export {name}", total, "docs")
         try:
             written = write_documents(
                 path,
-                _reported(cursor, progress),
+                _reported(documents, progress),
                 fmt,
                 overwrite=overwrite,
                 json_format=json_format,
                 **format_options,
             )
         finally:
+            documents.close()
             cursor.close()
             progress.finish()
         return ExportResult(
@@ -509,6 +533,24 @@ class DataWarehouseExporter:
             written.sha256,
             time.perf_counter() - started,
         )
+
+    def _export_parts(
+        self,
+        name: str,
+        path: Path,
+        fmt: str,
+        filter_: dict[str, Any],
+        limit: int | None,
+        sort: Any,
+        parallel: int,
+        progress: Progress,
+        **options: Any,
+    ) -> ExportResult:
+        from hermes.storage.parallel import export_parts
+
+        if limit or parse_sort(sort):
+            raise FormatError("parallel", "a parallel export takes no limit and no sort")
+        return export_parts(self, name, path, fmt, parallel, filter_, progress=progress, **options)
 
     def export_all_collections(
         self,
