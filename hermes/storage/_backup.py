@@ -116,14 +116,12 @@ def collection_of(path: str | Path, file_format: str | None = None) -> str | Non
 
 
 def is_data_file(path: Path) -> bool:
-    """Files a folder import or migration considers: not a manifest, not a rejects file.
-
-    Hidden files are kept, so that ``.json`` is refused as an empty collection name rather than
-    skipped; temporary files never end in a format's extension.
-    """
+    """Files a folder import or migration considers: not a manifest, not a rejects file, not a
+    hidden file (the temporary file of an interrupted write is one; so is an editor's)."""
     name = path.name
     return (
         path.is_file()
+        and not name.startswith(".")
         and name != MANIFEST
         and not split_compression(name)[0].endswith(REJECTS_SUFFIX)
     )

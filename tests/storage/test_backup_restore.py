@@ -482,6 +482,8 @@ def test_migrate_keeps_compression_and_converts_plain_folders(manager, tmp_path)
     write_documents(tmp_path / "src" / "a.jsonl.gz", documents, "jsonl")
     write_documents(tmp_path / "src" / "b.jsonl", documents[:1], "jsonl")
     (tmp_path / "src" / "notes.txt").write_text("not data")
+    (tmp_path / "src" / ".b.jsonl.3f9a1c.tmp").write_text('{"half": ')
+    (tmp_path / "src" / ".draft.jsonl").write_text('{"half": ')
     result = manager.migrate(tmp_path / "src", tmp_path / "dst", "jsonl", "json")
     assert result.manifest is None
     assert [(r.collection, r.path.name, r.count) for r in result.results] == [

@@ -309,13 +309,22 @@ def test_import_all_names_collections_after_their_files(importer, db, tmp_path):
     assert sorted(db.list_collection_names()) == ["chunks", "raw_documents"]
 
 
-@pytest.mark.parametrize("bad_name", ["system.users.jsonl", "a$b.jsonl", ".jsonl"])
+@pytest.mark.parametrize("bad_name", ["system.users.jsonl", "a$b.jsonl"])
 def test_import_all_refuses_bad_names_before_writing_anything(importer, db, tmp_path, bad_name):
     jsonl(tmp_path / "aaa.jsonl", '{"_id": 1}')
     jsonl(tmp_path / bad_name, '{"_id": 1}')
     with pytest.raises(InvalidNameError):
         importer.import_all_collections(tmp_path, "jsonl")
     assert db.list_collection_names() == []
+
+
+@pytest.mark.parametrize("hidden", [".hidden.json", ".jsonl", ".chunks.jsonl.k2j4h1.tmp"])
+def test_import_all_skips_hidden_files(importer, db, tmp_path, hidden):
+    jsonl(tmp_path / "items.jsonl", '{"_id": 1}')
+    (tmp_path / hidden).write_text("[{half a write")
+    reports = importer.import_all_collections(tmp_path, None)
+    assert [(r.collection, r.inserted, r.rejected) for r in reports] == [("items", 1, 0)]
+    assert db.list_collection_names() == ["items"]
 
 
 def test_rejects_of_a_folder_import_can_go_to_another_folder(importer, tmp_path):
