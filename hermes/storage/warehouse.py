@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -737,6 +737,21 @@ def _upsert_keys(upsert_fields: str | Sequence[str] | None) -> list[str]:
     return keys
 
 
+class _HeldRejects:
+    """Rejects recorded now and added to the real :class:`_Rejects` later, in the same order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+    def replay(self, rejects: _Rejects) -> None:
+        for args, kwargs in self.calls:
+            rejects.add(*args, **kwargs)
+        self.calls.clear()
+
+
 class _Import:
     """One file into one collection: prepare each document, write batches, account for all."""
 
@@ -823,6 +838,9 @@ class _Import:
 
     # -- the batch loop --------------------------------------------------------------------
     def run(self, batches: Iterable[Any], progress: Progress) -> None:
+        if not self.stop:
+            self._run_pipelined(batches, progress)
+            return
         for batch in batches:
             operations: list[Any] = []
             sources: list[tuple[str, dict]] = []
@@ -841,11 +859,56 @@ class _Import:
             if self.stop and self.rejects.count:
                 raise self._failure()
 
+    def _run_pipelined(self, batches: Iterable[Any], progress: Progress) -> None:
+        """Read and encode the next batch while the server writes this one.
+
+        The rejects of a batch (unreadable, invalid or unstorable records) are held back until
+        the write of the batch before it is accounted, so the rejects file keeps file order.
+        """
+        rejects = self.rejects
+        pending: tuple[Future[Any], int] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-write") as writer:
+            try:
+                self.rejects = held = _HeldRejects()  # type: ignore[assignment]
+                for batch in batches:
+                    self.report.read += len(batch)
+                    operations, sources = self._prepare_batch(batch)
+                    self.rejects = rejects
+                    if pending is not None:
+                        self._account(*pending[0].result())
+                        progress.advance(pending[1])
+                    held.replay(rejects)
+                    pending = (writer.submit(self._send_batch, operations, sources), len(batch))
+                    self.rejects = held = _HeldRejects()  # type: ignore[assignment]
+                self.rejects = rejects
+                if pending is not None:
+                    self._account(*pending[0].result())
+                    progress.advance(pending[1])
+                held.replay(rejects)
+            finally:
+                self.rejects = rejects
+
+    def _prepare_batch(self, batch: Any) -> tuple[list[Any], list[tuple[str, dict]]]:
+        operations: list[Any] = []
+        sources: list[tuple[str, dict]] = []
+        for location, document in batch:
+            operation = self._prepare(location, document)
+            if operation is not None:
+                operations.append(operation)
+                sources.append((location, document))
+        return operations, sources
+
     def _write(self, operations: list[Any], sources: list[tuple[str, dict]]) -> None:
+        self._account(*self._send_batch(operations, sources))
+
+    def _send_batch(
+        self, operations: list[Any], sources: list[tuple[str, dict]]
+    ) -> tuple[Mapping[str, Any], list[tuple[str, dict]]]:
         """One bulk write, tried again after a lost connection (every mode is idempotent: an
-        insert first sets aside what the lost attempt already stored)."""
+        insert first sets aside what the lost attempt already stored). The server's answer and
+        the sources of the operations it answers for."""
         if not operations:
-            return
+            return {}, sources
         stored = 0
 
         def attempt(number: int) -> Mapping[str, Any]:
@@ -860,7 +923,7 @@ class _Import:
         result = call_with_retry(
             attempt, f"writing to {self.collection.name}", self.retry, _RERUN_ADVICE
         )
-        self._account({**result, "nInserted": result.get("nInserted", 0) + stored}, sources)
+        return {**result, "nInserted": result.get("nInserted", 0) + stored}, sources
 
     def _send(self, operations: list[Any]) -> Mapping[str, Any]:
         from pymongo.errors import BulkWriteError
