@@ -187,7 +187,8 @@ def _collection_for(input_file: Path) -> str:
 @click.option(
     "--document-type",
     type=click.Choice(DOCUMENT_TYPES),
-    help="Validate every document as this warehouse type; invalid ones are rejected.",
+    help="Validate every document as this warehouse type: invalid ones are rejected, valid "
+    "ones stored unchanged.",
 )
 @click.option("--stop-on-error", is_flag=True, help="Stop at the first bad record (exit 2).")
 @click.option(

@@ -657,16 +657,16 @@ def default_rejects_file(input_file: Path) -> Path:
     return input_file.with_name(input_file.name + REJECTS_SUFFIX)
 
 
-def _validator(document_class: type | None) -> Callable[[dict], dict] | None:
-    """Validation through a Pydantic model: ``from_mongo``/``to_mongo`` when it has them."""
+def _validator(document_class: type | None) -> Callable[[dict], None] | None:
+    """Validation through a Pydantic model (``from_mongo`` when it has one), raising when the
+    document does not fit. It only decides: the document stored is the file's, unchanged (the
+    model's dump would add defaults, convert values and reorder fields)."""
     if document_class is None:
         return None
     build = getattr(document_class, "from_mongo", None) or document_class.model_validate  # type: ignore[attr-defined]
 
-    def validate(document: dict) -> dict:
-        model = build(document)
-        dump = getattr(model, "to_mongo", None) or model.model_dump
-        return dump()
+    def validate(document: dict) -> None:
+        build(document)
 
     return validate
 
@@ -763,7 +763,7 @@ class _Import:
         *,
         mode: str,
         keys: list[str],
-        validate: Callable[[dict], dict] | None,
+        validate: Callable[[dict], None] | None,
         document_class: type | None,
         stop_on_error: bool,
         max_size: int,
@@ -791,7 +791,7 @@ class _Import:
         """The write operation for one document, or None when it is rejected here."""
         if self.validate is not None:
             try:
-                document = self.validate(document)
+                self.validate(document)
             except (ValueError, TypeError) as exc:  # pydantic.ValidationError is a ValueError
                 reason = _validation_reason(exc, self.document_class)  # type: ignore[arg-type]
                 self.rejects.add(location, reason, document)
