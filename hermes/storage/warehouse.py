@@ -77,6 +77,7 @@ from hermes.storage._backup import (
     write_manifest,
 )
 from hermes.storage.database import MongoDBManager
+from hermes.storage.parallel import import_parts, in_part_set, part_set_manifest, part_set_name
 from hermes.storage.retry import (
     DEFAULT_RETRY,
     RetryPolicy,
@@ -448,7 +449,7 @@ class DataWarehouseExporter:
         self,
         collection_name: str,
         output_file: str | Path,
-        file_format: str | None = "json",
+        file_format: str | None = None,
         query: str | Mapping[str, Any] | None = None,
         limit: int | None = None,
         *,
@@ -576,10 +577,11 @@ class DataWarehouseExporter:
         self,
         document_type: DocumentType | str,
         output_file: str | Path,
-        file_format: str = "json",
+        file_format: str | None = None,
         **options: Any,
     ) -> ExportResult:
-        """Export the collection of a document type (``raw``, ``cleaned``, ``chunks``, ...)."""
+        """Export the collection of a document type (``raw``, ``cleaned``, ``chunks``, ...);
+        ``file_format`` None means: from the file name."""
         kind = DocumentType.parse(document_type)
         return self.export_collection(kind.collection_name, output_file, file_format, **options)
 
@@ -982,6 +984,7 @@ class DataWarehouseImporter:
         drop: bool = False,
         stop_on_error: bool = False,
         rejects_file: str | Path | None = None,
+        parallel: int = 1,
         progress: Progress = NO_PROGRESS,
     ) -> ImportReport:
         """Import one file. Modes: ``insert`` (duplicates rejected), ``upsert`` (replace the
@@ -991,8 +994,26 @@ class DataWarehouseImporter:
         Rejected records (unreadable, invalid for ``document_class``, refused by the server) go to
         ``rejects_file`` (default ``<input_file>.rejects.jsonl``) with their location and reason;
         ``stop_on_error`` raises at the first one instead (records after it are not written).
+
+        A part set (its ``<name>.parts.json``, or its first part) is checked against its
+        manifest, then imported ``parallel`` parts at once; see :mod:`hermes.storage.parallel`.
         """
         path = Path(input_file)
+        manifest = part_set_manifest(path)
+        if manifest is not None:
+            options = {"document_class": document_class, "batch_size": batch_size, "mode": mode}
+            return import_parts(
+                self,
+                collection_name,
+                manifest,
+                parallel,
+                upsert_fields=upsert_fields,
+                drop=drop,
+                stop_on_error=stop_on_error,
+                rejects_file=rejects_file,
+                progress=progress,
+                **options,
+            )
         target = Path(rejects_file) if rejects_file else default_rejects_file(path)
         return self._import(
             collection_name,
@@ -1086,7 +1107,9 @@ class DataWarehouseImporter:
         pairs = [
             (name, path)
             for path in sorted(folder.iterdir())
-            if is_data_file(path) and (name := collection_of(path, file_format)) is not None
+            if is_data_file(path)
+            and not in_part_set(path)
+            and (name := part_set_name(path) or collection_of(path, file_format)) is not None
         ]
         for name, path in pairs:
             problem = name_problem(name)

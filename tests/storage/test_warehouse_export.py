@@ -14,7 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hermes.domain.documents import DocumentType
-from hermes.errors import FormatError, InvalidNameError, UnsupportedValueError
+from hermes.errors import (
+    FormatError,
+    InvalidNameError,
+    UnsupportedFormatError,
+    UnsupportedValueError,
+)
 from hermes.formats import iter_documents
 from hermes.sample import load_corpus
 from hermes.storage.warehouse import (
@@ -272,13 +277,37 @@ def test_an_existing_file_is_kept_when_overwrite_is_off(db_manager, tmp_path, po
     assert path.read_text() == "precious\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("posts.jsonl", "jsonl"), ("posts.json.gz", "json"), ("posts.ndjson", "jsonl"),
+     ("posts.parquet", "parquet"), ("posts.tsv.zst", "tsv")],
+)  # fmt: skip
+def test_without_a_format_the_file_name_chooses_it(db_manager, tmp_path, posts, name, expected):
+    result = DataWarehouseExporter(db_manager).export_collection("posts", tmp_path / name)
+    assert result.format == expected
+    assert list(iter_documents(tmp_path / name, expected)) == posts
+
+
+def test_a_file_name_that_names_no_format_is_refused_with_the_choices(db_manager, tmp_path, posts):
+    with pytest.raises(UnsupportedFormatError, match=r"\.jsonl"):
+        DataWarehouseExporter(db_manager).export_collection("posts", tmp_path / "posts.data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_format_given_overrides_the_file_name(db_manager, tmp_path, posts):
+    path = tmp_path / "posts.data"
+    result = DataWarehouseExporter(db_manager).export_collection("posts", path, "jsonl")
+    assert (result.format, list(iter_documents(path, "jsonl"))) == ("jsonl", posts)
+
+
 @pytest.mark.parametrize("kind", [DocumentType.RAW, "raw", "raw_documents"])
 def test_export_by_document_type_reads_the_types_collection(db_manager, db, tmp_path, kind):
     load_corpus(db, raw_count=5)
     result = DataWarehouseExporter(db_manager).export_documents_by_type(
-        kind, tmp_path / "raw.jsonl", "jsonl"
+        kind, tmp_path / "raw.jsonl"
     )
-    assert (result.collection, result.count) == ("raw_documents", 5)
+    assert (result.collection, result.count, result.format) == ("raw_documents", 5, "jsonl")
+    assert len((tmp_path / "raw.jsonl").read_text().splitlines()) == 5
 
 
 def test_progress_is_told_about_every_document(db_manager, db, tmp_path):
