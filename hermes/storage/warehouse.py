@@ -428,6 +428,27 @@ def _where(database: Database) -> str:
     return f"database {database.name!r}"
 
 
+def _refuse_existing(paths: Iterable[Path]) -> None:
+    """Check every output of a job before writing any: one that exists stops the whole job."""
+    existing = [str(path) for path in paths if path.exists()]
+    if existing:
+        many = len(existing) > 1
+        raise FileExistsError(
+            f"{', '.join(existing)} already exist{'' if many else 's'}; choose another folder, "
+            f"or pass overwrite=True to replace {'them' if many else 'it'}"
+        )
+
+
+def _final_output(path: Path, parallel: int) -> Path:
+    """The file that stands for an export to ``path``: itself, or the parts manifest of a
+    parallel export (written last)."""
+    if parallel > 1:
+        from hermes.storage.parallel import parts_manifest_path
+
+        return parts_manifest_path(path)
+    return path
+
+
 def _format_name(file_format: str | None, path: str | Path) -> str:
     """The registry name of the format (``ndjson`` -> ``jsonl``), or the one the name implies."""
     return get_format(file_format).name if file_format else detect_format(path)[0].name
@@ -562,15 +583,18 @@ class DataWarehouseExporter:
         compression: str | None = None,
         **options: Any,
     ) -> list[ExportResult]:
-        """One file per collection, ``<collection>.<ext>[.gz|.zst]``; system collections skipped."""
+        """One file per collection, ``<collection>.<ext>[.gz|.zst]``; system collections skipped.
+        With ``overwrite=False`` every target is checked before any is written."""
         database = self.db_manager.get_database()
         names = _require_collections(_user_collections(database), collections, _where(database))
         folder = Path(output_dir)
+        paths = {name: folder / file_name(name, file_format, compression) for name in names}
+        if not options.get("overwrite", True):
+            parallel = options.get("parallel", 1)
+            _refuse_existing(_final_output(path, parallel) for path in paths.values())
         return [
-            self.export_collection(
-                name, folder / file_name(name, file_format, compression), file_format, **options
-            )
-            for name in names
+            self.export_collection(name, path, file_format, **options)
+            for name, path in paths.items()
         ]
 
     def export_documents_by_type(
@@ -1533,17 +1557,21 @@ class DataWarehouseManager:
     ) -> list[ExportResult]:
         if not source.is_dir():
             raise MissingFileError(source)
-        results = []
+        jobs = []
         for path in sorted(source.iterdir()):
             stem = collection_of(path, source_fmt) if is_data_file(path) else None
             if stem is None:
                 continue
             compression = split_compression(path)[1]
             extension = get_format(target_fmt).extensions[0] + compression_suffix(compression)
-            output = target / f"{stem}{extension}"
             fmt = source_fmt or detect_format(path)[0].name
-            results.append(_convert(stem, path, fmt, output, target_fmt, progress, overwrite))
-        return results
+            jobs.append((stem, path, fmt, target / f"{stem}{extension}"))
+        if not overwrite:
+            _refuse_existing(output for *_, output in jobs)
+        return [
+            _convert(stem, path, fmt, output, target_fmt, progress, overwrite)
+            for stem, path, fmt, output in jobs
+        ]
 
     # -- status ----------------------------------------------------------------------------
     def status(self, backups_root: str | Path = "backups") -> WarehouseStatus:

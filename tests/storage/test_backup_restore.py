@@ -476,6 +476,18 @@ def test_a_migrated_backup_verifies_and_restores_identically(
         assert raw_snapshot(target_db[name]) == raw_snapshot(warehouse[name]), name
 
 
+def test_migrating_a_folder_checks_every_target_before_writing_any(manager, tmp_path):
+    (tmp_path / "src").mkdir()
+    write_documents(tmp_path / "src" / "a.jsonl", [{"_id": 1}], "jsonl")
+    write_documents(tmp_path / "src" / "b.jsonl", [{"_id": 2}], "jsonl")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "b.json").write_text("precious")
+    with pytest.raises(FileExistsError, match="b.json already exists"):
+        manager.migrate(tmp_path / "src", tmp_path / "dst", "jsonl", "json")
+    assert [p.name for p in (tmp_path / "dst").iterdir()] == ["b.json"]
+    assert (tmp_path / "dst" / "b.json").read_text() == "precious"
+
+
 def test_migrate_keeps_compression_and_converts_plain_folders(manager, tmp_path):
     documents = [every_type_document(ObjectId(f"{i:024x}")) for i in range(3)]
     (tmp_path / "src").mkdir()

@@ -300,6 +300,17 @@ def test_a_format_given_overrides_the_file_name(db_manager, tmp_path, posts):
     assert (result.format, list(iter_documents(path, "jsonl"))) == ("jsonl", posts)
 
 
+def test_export_all_checks_every_target_before_writing_any(db_manager, db, tmp_path, posts):
+    db.authors.insert_one({"_id": 1})
+    (tmp_path / "posts.jsonl").write_text("precious\n")
+    exporter = DataWarehouseExporter(db_manager)
+    with pytest.raises(FileExistsError, match="posts.jsonl already exists") as caught:
+        exporter.export_all_collections(tmp_path, "jsonl", overwrite=False)
+    assert "overwrite=True" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["posts.jsonl"]  # no authors.jsonl
+    assert (tmp_path / "posts.jsonl").read_text() == "precious\n"
+
+
 @pytest.mark.parametrize("kind", [DocumentType.RAW, "raw", "raw_documents"])
 def test_export_by_document_type_reads_the_types_collection(db_manager, db, tmp_path, kind):
     load_corpus(db, raw_count=5)
