@@ -16,6 +16,11 @@ from hermes.formats import extjson
 from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
 
 _BOM = b"\xef\xbb\xbf"
+#: The longest line read as a record: room for a 16 MB document in Extended JSON, even with
+#: escapes. A longer line (a file without line breaks, a decompression bomb) is rejected as a
+#: record without ever being held whole in memory.
+MAX_LINE = 128 * 1024 * 1024
+_SKIP_CHUNK = 1 << 20
 
 
 def describe_json_error(exc: Exception) -> str:
@@ -62,7 +67,14 @@ class JsonLinesFormat:
         loads = extjson.loads_document
         documents: list[dict[str, Any]] = []
         locations: list[str] = []
-        for number, line in enumerate(stream, start=1):
+        for number, line in enumerate(_lines(stream), start=1):
+            if line is None:
+                reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
+                error = RecordError(path, f"line {number}", reason)
+                if on_error is None:
+                    raise error.as_format_error()
+                on_error(error)
+                continue
             if number == 1 and line.startswith(_BOM):
                 line = line[3:]
             if not line.strip():
@@ -101,6 +113,18 @@ class JsonLinesFormat:
             write(b"\n")
             count += 1
         return count
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:
+    """The lines of ``stream``; None for a line over :data:`MAX_LINE`, whose rest is skipped
+    in chunks, so that memory stays bounded whatever the file holds."""
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) <= MAX_LINE or line.endswith(b"\n"):
+            yield line
+            continue
+        while (chunk := stream.readline(_SKIP_CHUNK)) and not chunk.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _is_canonical(json_format: str) -> bool:

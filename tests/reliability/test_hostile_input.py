@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import tempfile
+import tracemalloc
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,10 +24,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hermes.formats.jsonl
 from hermes.cli import cli
 from hermes.errors import FormatError, HermesError, IntegrityError
 from hermes.formats import iter_documents, write_documents
-from hermes.formats.base import RecordError
+from hermes.formats.base import RecordError, atomic_output
 from hermes.formats.parquet import KEYS_COLUMN
 from hermes.sample import iter_collection
 from hermes.storage.warehouse import (
@@ -196,6 +198,28 @@ def test_a_parquet_column_whose_type_contradicts_the_metadata_is_a_format_error(
     assert damage(expected_bson(readable), expected_bson(seed_documents()[-1:])) == 0
     assert [e.location for e in errors] == ["row 1", "row 2", "row 3", "row 4"]
     assert all("column 'created_at': cannot read the value" in e.reason for e in errors)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_runaway_line_is_rejected_without_being_held_in_memory(tmp_path, monkeypatch, suffix):
+    """A line without end (a missing line break, a decompression bomb) costs at most the line
+    limit in memory, is rejected as a record, and the lines after it are read."""
+    monkeypatch.setattr(hermes.formats.jsonl, "MAX_LINE", 1 << 20)
+    path = tmp_path / f"runaway{suffix}"
+    with atomic_output(path) as out:
+        out.stream.write(b'{"_id": 1}\n{"text": "' + b"x" * (16 << 20) + b'"}\n{"_id": 3}\n')
+    errors: list[RecordError] = []
+    tracemalloc.start()
+    try:
+        documents = list(iter_documents(path, on_error=errors.append))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert documents == [{"_id": 1}, {"_id": 3}]
+    assert [(e.location, e.reason) for e in errors] == [
+        ("line 2", "line longer than 1,048,576 bytes (is the file JSON Lines?)")
+    ]
+    assert peak < 12 << 20  # under the 16 MB line (some 230 MB when a line is read whole)
 
 
 # ------------------------------------------------------------------------------------------
