@@ -1532,12 +1532,18 @@ class DataWarehouseManager:
                     bytes=result.bytes,
                     sha256=result.sha256,
                 )
-            extra = {**manifest.extra, "migrated_at": utc_now_iso(), "migrated_from": str(source)}
+            # A new backup, dated now (``status`` finds the newest by that date); the source's
+            # date and folder are kept beside it.
+            extra = {
+                **manifest.extra,
+                "migrated_from": str(source),
+                "source_created_at": manifest.created_at,
+            }
             write_manifest(
                 temp,
                 Manifest(
                     __version__,
-                    manifest.created_at,
+                    utc_now_iso(),
                     manifest.source,
                     manifest.database,
                     entries,

@@ -476,6 +476,20 @@ def test_a_migrated_backup_verifies_and_restores_identically(
         assert raw_snapshot(target_db[name]) == raw_snapshot(warehouse[name]), name
 
 
+def test_a_migrated_backup_is_dated_by_its_migration_and_names_its_source(
+    manager, warehouse, tmp_path
+):
+    source = tmp_path / "backups" / "b-source"
+    manager.backup(source, "jsonl", collections=["events"])
+    edit_manifest(source, lambda m: m.update(created_at="2020-01-01T00:00:00Z"))
+    manager.migrate(source, tmp_path / "backups" / "a-migrated", None, "parquet")
+    migrated = manifest_of(tmp_path / "backups" / "a-migrated")
+    assert datetime.fromisoformat(migrated["created_at"]).year > 2020
+    assert migrated["source_created_at"] == "2020-01-01T00:00:00Z"
+    assert migrated["migrated_from"] == str(source)
+    assert manager.status(tmp_path / "backups").newest_backup == tmp_path / "backups" / "a-migrated"
+
+
 def test_migrating_a_folder_checks_every_target_before_writing_any(manager, tmp_path):
     (tmp_path / "src").mkdir()
     write_documents(tmp_path / "src" / "a.jsonl", [{"_id": 1}], "jsonl")
