@@ -95,6 +95,8 @@ _BOM = b"\xef\xbb\xbf"
 _LINE_END = "\r\n"
 #: Characters in one cell: room for a 16 MB document as JSON, and where a runaway quote stops.
 _FIELD_LIMIT = 1 << 26
+#: The longest physical line read: a row of a 16 MB document fits many times over.
+_MAX_LINE = 1 << 27
 _FLUSH_BYTES = 1 << 20
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -689,7 +691,14 @@ def _text_lines(stream: IO[bytes], path: str) -> Iterator[str]:
     """The file's lines as text, each decoded alone so an encoding error names its line."""
     if not isinstance(stream, io.BufferedIOBase):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]
-    for number, line in enumerate(stream, start=1):
+    number = 0
+    while line := stream.readline(_MAX_LINE + 1):
+        number += 1
+        if len(line) > _MAX_LINE and not line.endswith(b"\n"):
+            # Never held whole: a file without line breaks, or a decompression bomb.
+            raise FormatError(
+                path, f"a line longer than {_MAX_LINE:,} bytes: not CSV text", f"line {number}"
+            )
         if number == 1 and line.startswith(_BOM):
             line = line[3:]
         try:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hermes.formats.csv
 import hermes.formats.jsonl
 from hermes.cli import cli
 from hermes.errors import FormatError, HermesError, IntegrityError
@@ -220,6 +221,21 @@ def test_a_runaway_line_is_rejected_without_being_held_in_memory(tmp_path, monke
         ("line 2", "line longer than 1,048,576 bytes (is the file JSON Lines?)")
     ]
     assert peak < 12 << 20  # under the 16 MB line (some 230 MB when a line is read whole)
+
+
+def test_a_csv_line_without_end_stops_the_read_without_being_held_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(hermes.formats.csv, "_MAX_LINE", 1 << 20)
+    path = tmp_path / "runaway.csv.gz"
+    with atomic_output(path) as out:
+        out.stream.write(b'text\nfine\n"' + b"x" * (16 << 20) + b'"\n')
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match=r"line 3: a line longer than 1,048,576 bytes"):
+            list(iter_documents(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 << 20  # under the 16 MB line
 
 
 # ------------------------------------------------------------------------------------------
