@@ -63,6 +63,14 @@ from hermes.cli.state import CliState, pass_state
     "text columns: relaxed reads as plain JSON; canonical keeps every numeric type explicit.",
 )
 @compression_option(help="Compress the files (.gz or .zst appended to the name).")
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split each collection into this many ranges of _id, exported at once as part files "
+    "(<collection>.part-0000.<format>...) listed in <collection>.parts.json.",
+)
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 @pass_state
 def export(
@@ -76,6 +84,7 @@ def export(
     sort: list[tuple[str, int]] | None,
     json_format: str,
     compression: str | None,
+    parallel: int,
     force: bool,
 ) -> None:
     """Export collections to files, one file per collection.
@@ -95,7 +104,7 @@ def export(
 
     names = list(collections) or None
     if not force:
-        _refuse_existing_outputs(state, names, output_dir, file_format, compression)
+        _refuse_existing_outputs(state, names, output_dir, file_format, compression, parallel)
     exporter = DataWarehouseExporter(state.manager())
     with state.progress() as progress:
         results = exporter.export_all_collections(
@@ -109,6 +118,7 @@ def export(
             sort=sort,
             json_format=json_format,
             overwrite=force,
+            parallel=parallel,
             progress=progress,
         )
     from hermes.cli.summary import written_table
@@ -122,13 +132,17 @@ def _refuse_existing_outputs(
     output_dir: Path,
     file_format: str,
     compression: str | None,
+    parallel: int = 1,
 ) -> None:
     """Without --force, any existing output file stops the export before a byte is written."""
     from hermes.errors import ConfirmationRequiredError
     from hermes.storage._backup import file_name
+    from hermes.storage.parallel import parts_manifest_path
 
     names = collections or state.manager().list_collections()
     paths = [output_dir / file_name(name, file_format, compression) for name in names]
+    if parallel > 1:
+        paths = [parts_manifest_path(path) for path in paths]
     existing = [str(path) for path in paths if path.exists()]
     if existing:
         raise ConfirmationRequiredError(
@@ -138,10 +152,11 @@ def _refuse_existing_outputs(
 
 
 def _collection_for(input_file: Path) -> str:
-    """``exports/raw_documents.jsonl.gz`` -> ``raw_documents``."""
+    """``exports/raw_documents.jsonl.gz`` (or ``raw_documents.parts.json``) -> ``raw_documents``."""
     from hermes.formats.base import split_compression
+    from hermes.storage.parallel import part_set_name
 
-    return Path(split_compression(input_file)[0]).stem
+    return part_set_name(input_file) or Path(split_compression(input_file)[0]).stem
 
 
 @click.command("import-data")
@@ -185,6 +200,13 @@ def _collection_for(input_file: Path) -> str:
 )
 @click.option("--drop", is_flag=True, help="Drop the collection before importing.")
 @click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Parts of a part set (given by its .parts.json or its first part) imported at once.",
+)
+@click.option(
     "--document-type",
     type=click.Choice(DOCUMENT_TYPES),
     help="Validate every document as this warehouse type: invalid ones are rejected, valid "
@@ -208,6 +230,7 @@ def import_data(
     mode: str,
     upsert_fields: list[str] | None,
     drop: bool,
+    parallel: int,
     document_type: str | None,
     stop_on_error: bool,
     rejects_file: Path | None,
@@ -244,6 +267,7 @@ def import_data(
         "drop": drop,
         "stop_on_error": stop_on_error,
         "rejects_file": rejects_file,
+        "parallel": parallel,
     }
     importer = DataWarehouseImporter(state.manager())
     with state.progress() as progress:

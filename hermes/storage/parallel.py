@@ -101,6 +101,13 @@ def part_set_manifest(path: str | Path) -> Path | None:
     return None
 
 
+def in_part_set(path: str | Path) -> bool:
+    """Whether ``path`` is a part file whose set has a manifest (read through the manifest)."""
+    source = Path(path)
+    match = _PART.match(source.name)
+    return bool(match) and source.with_name(match["stem"] + PARTS_SUFFIX).is_file()
+
+
 def part_set_name(path: str | Path) -> str | None:
     """The collection a part set is named after (``raw_documents.parts.json`` ->
     ``raw_documents``), or None when ``path`` is not a part set."""
@@ -337,17 +344,22 @@ def import_parts(
     Each part keeps its own rejects file (beside it, or ``rejects_file`` with the part's number);
     the report adds the parts up and names the first rejects file written.
     """
+    from hermes.storage._backup import validate_collection_name
+    from hermes.storage.retry import driver_errors_as
     from hermes.storage.warehouse import ImportReport
 
     started = time.perf_counter()
+    validate_collection_name(collection_name)
     part_set = load_parts_manifest(manifest)
     if drop:
-        importer.db_manager.get_database().drop_collection(collection_name)
+        driver_errors_as("importing")(importer.db_manager.get_database().drop_collection)(
+            collection_name
+        )
     shared = _SharedProgress(progress)
 
     def load(index: int, part: Part) -> ImportReport:
         rejects = part_path(rejects_file, index) if rejects_file else None
-        return importer.import_collection(
+        return importer.import_file(
             collection_name,
             manifest.parent / part.file,
             part_set.format,

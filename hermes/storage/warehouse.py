@@ -1022,10 +1022,9 @@ class DataWarehouseImporter:
         A part set (its ``<name>.parts.json``, or its first part) is checked against its
         manifest, then imported ``parallel`` parts at once; see :mod:`hermes.storage.parallel`.
         """
-        path = Path(input_file)
-        manifest = part_set_manifest(path)
+        manifest = part_set_manifest(input_file)
+        options = {"document_class": document_class, "batch_size": batch_size, "mode": mode}
         if manifest is not None:
-            options = {"document_class": document_class, "batch_size": batch_size, "mode": mode}
             return import_parts(
                 self,
                 collection_name,
@@ -1038,6 +1037,35 @@ class DataWarehouseImporter:
                 progress=progress,
                 **options,
             )
+        return self.import_file(
+            collection_name,
+            input_file,
+            file_format,
+            upsert_fields=upsert_fields,
+            drop=drop,
+            stop_on_error=stop_on_error,
+            rejects_file=rejects_file,
+            progress=progress,
+            **options,
+        )
+
+    def import_file(
+        self,
+        collection_name: str,
+        input_file: str | Path,
+        file_format: str | None = None,
+        document_class: type | None = None,
+        batch_size: int = 1000,
+        *,
+        mode: str = "insert",
+        upsert_fields: str | Sequence[str] | None = None,
+        drop: bool = False,
+        stop_on_error: bool = False,
+        rejects_file: str | Path | None = None,
+        progress: Progress = NO_PROGRESS,
+    ) -> ImportReport:
+        """:meth:`import_collection` of exactly this file (a part file as itself, say)."""
+        path = Path(input_file)
         target = Path(rejects_file) if rejects_file else default_rejects_file(path)
         return self._import(
             collection_name,
