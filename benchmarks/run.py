@@ -6,7 +6,7 @@
 It starts an embedded warehouse in a temporary folder, loads the sample corpus, then runs every
 task in a fresh child process (so each peak-RSS figure is that task's own) and prints, for each
 comparison, Hermes' throughput against its baseline and the target. Raw figures go to
-``benchmarks/results/<timestamp>.json`` and a chart beside it when matplotlib is installed.
+``benchmarks/results/<timestamp>.json`` and a PNG chart beside it (drawn with numpy alone).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class Comparison:
     task: str
     baseline: str | None
     target: float | None  # minimum ratio (or absolute figure, see kind)
-    kind: str = "ratio"  # ratio: docs/s over baseline's; cpu: docs per CPU-second; rss: MB; wall: s
+    #: ratio: docs/s over the baseline's; cpu: docs per client CPU-second; rss: peak RSS over the
+    #: baseline's (below the target is better); wall: seconds (below the target is better)
+    kind: str = "ratio"
 
 
 COMPARISONS = [
@@ -85,6 +88,26 @@ COMPARISONS = [
         1.0,
     ),
     Comparison(
+        "Export Parquet vs PyMongoArrow (find_arrow_all + write_table)",
+        "wh.export.hermes.parquet",
+        "wh.export.pymongoarrow",
+        1.0,
+    ),
+    Comparison(
+        "Peak RSS export JSONL vs Handbook",
+        "wh.export.hermes.jsonl",
+        "wh.export.handbook",
+        1.0,
+        "rss",
+    ),
+    Comparison(
+        "Peak RSS export Parquet vs PyMongoArrow",
+        "wh.export.hermes.parquet",
+        "wh.export.pymongoarrow",
+        1.0,
+        "rss",
+    ),
+    Comparison(
         "Import JSONL vs insert_many ceiling", "wh.import.hermes.jsonl", "wh.insert_ceiling", 0.85
     ),
     Comparison(
@@ -106,10 +129,27 @@ COMPARISONS = [
     Comparison(
         "Import Parquet docs per client CPU-s", "wh.import.hermes.parquet", None, 50_000, "cpu"
     ),
+    Comparison(
+        "Parallel export x2 vs x1 (JSONL)", "wh.parallel.export.2", "wh.parallel.export.1", None
+    ),
+    Comparison(
+        "Parallel export x4 vs x1 (JSONL)", "wh.parallel.export.4", "wh.parallel.export.1", None
+    ),
+    Comparison(
+        "Parallel import x2 vs x1 (JSONL)", "wh.parallel.import.2", "wh.parallel.import.1", None
+    ),
+    Comparison(
+        "Parallel import x4 vs x1 (JSONL)", "wh.parallel.import.4", "wh.parallel.import.1", None
+    ),
+    Comparison(
+        "Backup 4 collections, 4 workers vs 1", "wh.backup.workers.4", "wh.backup.workers.1", None
+    ),
     Comparison("hermes --help start-up (s)", "cli.help", None, 0.5, "wall"),
 ]
 #: Tasks whose peak RSS is a Hermes operation (target: under 300 MB).
-HERMES_TASKS = sorted({c.task for c in COMPARISONS if c.task != "cli.help"})
+HERMES_TASKS = sorted(
+    {c.task for c in COMPARISONS if c.task != "cli.help" and not c.task.startswith("wh.parallel")}
+)
 ORDER = [
     "file.jsonl.write.hermes",
     "file.jsonl.write.json_util",
@@ -128,13 +168,26 @@ ORDER = [
     "wh.export.hermes.csv",
     "wh.export.handbook",
     "wh.export.json_util",
+    "wh.export.pymongoarrow",
     "wh.insert_ceiling",
     "wh.import.hermes.jsonl",
     "wh.import.hermes.parquet",
     "wh.backup.hermes",
     "wh.restore.hermes",
+    "wh.parallel.export.1",
+    "wh.parallel.export.2",
+    "wh.parallel.export.4",
+    "wh.parallel.import.1",
+    "wh.parallel.import.2",
+    "wh.parallel.import.4",
+    "wh.backup.workers.1",
+    "wh.backup.workers.4",
     "cli.help",
 ]
+#: Tasks run by the python of a separate venv (``pip install pymongoarrow``: it pins pyarrow 25).
+VENV_TASKS = {"wh.export.pymongoarrow"}
+#: Collections of the ``<database>_multi`` database that the backup-workers tasks copy.
+MULTI_COLLECTIONS = ("raw_a", "raw_b", "raw_c", "raw_d")
 
 
 def _log(message: str) -> None:
@@ -153,17 +206,11 @@ def prepare(workdir: Path, size: int, uri: str, database: str) -> None:
 
     client = MongoClient(uri)
     collection = client[database]["raw_documents"]
-    collection.drop()
     started = time.perf_counter()
-    batch: list[dict[str, Any]] = []
-    for doc in iter_collection("raw_documents", size):
-        batch.append(doc)
-        if len(batch) == 5000:
-            collection.insert_many(batch, ordered=False)
-            batch = []
-    if batch:
-        collection.insert_many(batch, ordered=False)
+    _load(collection, iter_collection("raw_documents", size))
     _log(f"loaded {size:,} documents in {time.perf_counter() - started:.1f} s")
+    for name in MULTI_COLLECTIONS:
+        _load(client[database + "_multi"][name], iter_collection("raw_documents", size // 8))
     write_documents(workdir / "corpus.bson.jsonl", collection.find(batch_size=10_000))
     raw = collection.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
     with open(workdir / "corpus.bson", "wb") as out:
@@ -176,9 +223,45 @@ def prepare(workdir: Path, size: int, uri: str, database: str) -> None:
     client.close()
 
 
-def run_task(name: str, workdir: Path, uri: str, database: str) -> dict[str, Any]:
+def _load(collection: Any, documents: Any) -> None:
+    collection.drop()
+    batch: list[dict[str, Any]] = []
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) == 5000:
+            collection.insert_many(batch, ordered=False)
+            batch = []
+    if batch:
+        collection.insert_many(batch, ordered=False)
+
+
+def venv_python(workdir: Path) -> tuple[str | None, str]:
+    """A venv under the work folder with PyMongoArrow installed: its python, or None and why."""
+    venv = workdir / "pymongoarrow-venv"
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import pymongoarrow.api, pyarrow.parquet"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return str(python), ""
+    _log("creating a venv with pymongoarrow (it pins pyarrow 25, the project has 26) ...")
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "pymongoarrow"],
+        check,
+    ]  # fmt: skip
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines() or ["failed"]
+            return None, f"pymongoarrow did not install: {lines[-1][:150]}"
+    return str(python), ""
+
+
+def run_task(
+    name: str, workdir: Path, uri: str, database: str, python: str | None = None
+) -> dict[str, Any]:
     command = [
-        sys.executable,
+        python or sys.executable,
         str(HERE / "tasks.py"),
         name,
         "--workdir",
@@ -212,8 +295,19 @@ def table(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             value = mine_rate / base_rate if mine_rate and base_rate else None
             shown = f"{value:.2f}x" if value is not None else "n/a"
             detail = (
-                f"{mine_rate:,.0f} vs {base_rate:,.0f} docs/s"
+                f"{mine_rate:,.0f} vs {base_rate:,.0f} docs/s; "
+                f"RSS {mine.get('max_rss_mb', 0):.0f} vs {base.get('max_rss_mb', 0):.0f} MB"
                 if value is not None
+                else mine.get("error") or base.get("error", "")
+            )
+        elif comp.kind == "rss":
+            base = results.get(comp.baseline or "", {"error": "not run"})
+            both = "error" not in mine and "error" not in base
+            value = mine["max_rss_mb"] / base["max_rss_mb"] if both else None
+            shown = f"{value:.2f}x" if value is not None else "n/a"
+            detail = (
+                f"{mine['max_rss_mb']:.0f} vs {base['max_rss_mb']:.0f} MB"
+                if both
                 else mine.get("error") or base.get("error", "")
             )
         elif comp.kind == "cpu":
@@ -230,12 +324,15 @@ def table(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             verdict = "-" if value is not None else "?"
         elif comp.kind == "wall":
             verdict = "ok" if value <= comp.target else "MISS"
+        elif comp.kind == "rss":
+            verdict = "ok" if value < comp.target else "MISS"
         else:
             verdict = "ok" if value >= comp.target else "MISS"
+        below = {"wall": "<=", "rss": "<"}.get(comp.kind)
         target = (
             ""
             if comp.target is None
-            else (f"<= {comp.target}" if comp.kind == "wall" else f">= {comp.target:,}")
+            else (f"{below} {comp.target}" if below else f">= {comp.target:,}")
         )
         rows.append([comp.label, shown, target, verdict, detail])
     for name in HERMES_TASKS:
@@ -244,6 +341,26 @@ def table(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             rss = figures["max_rss_mb"]
             rows.append(
                 [f"Peak RSS {name}", f"{rss:.0f} MB", "<= 300", "ok" if rss <= 300 else "MISS", ""]
+            )
+    return rows
+
+
+def rss_table(results: dict[str, dict[str, dict[str, Any]]]) -> list[list[str]]:
+    """Peak RSS of each Hermes operation at every size run: flat means streaming."""
+    sizes = list(results)
+    rows = []
+    for name in HERMES_TASKS:
+        values = [results[size].get(name, {}).get("max_rss_mb") for size in sizes]
+        if all(v is not None for v in values):
+            growth = values[-1] / values[0]
+            rows.append(
+                [
+                    f"Peak RSS {name}",
+                    " / ".join(f"{v:.0f}" for v in values) + " MB",
+                    "<= 300, flat",
+                    "ok" if max(values) <= 300 and growth < 1.25 else "MISS",
+                    f"{' vs '.join(f'{int(s):,}' for s in sizes)} docs: x{growth:.2f}",
+                ]
             )
     return rows
 
@@ -259,43 +376,59 @@ def print_table(rows: list[list[str]], title: str) -> None:
 
 
 def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
-    try:
-        import matplotlib
+    from chart import draw
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    return draw(results, ORDER, path)
+
+
+def _prepared(workdir: Path, size: int, uri: str, database: str) -> bool:
+    """Whether a kept work folder already holds this corpus (loading 1M documents takes minutes)."""
+    from pymongo import MongoClient
+
+    files = ("corpus.bson", "corpus.bson.jsonl", "corpus.plain.jsonl")
+    if not all((workdir / name).is_file() for name in files):
         return False
-    sizes = list(results)
-    names = [n for n in ORDER if any(_rate(results[s].get(n, {"error": 1})) for s in sizes)]
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(names) * len(sizes) + 1.5))
-    height = 0.8 / len(sizes)
-    for i, size in enumerate(sizes):
-        rates = [_rate(results[size].get(n, {"error": 1})) or 0 for n in names]
-        ax.barh([j + i * height for j in range(len(names))], rates, height, label=f"{size} docs")
-    ax.set_yticks([j + height * (len(sizes) - 1) / 2 for j in range(len(names))], names)
-    ax.invert_yaxis()
-    ax.set_xlabel("documents per second")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return True
+    client = MongoClient(uri)
+    try:
+        multi = client[database + "_multi"]
+        return client[database]["raw_documents"].estimated_document_count() == size and all(
+            multi[name].estimated_document_count() == size // 8 for name in MULTI_COLLECTIONS
+        )
+    finally:
+        client.close()
 
 
-def run_size(size: int, only: str | None, keep: bool) -> dict[str, dict[str, Any]]:
+def run_size(
+    size: int, only: str | None, keep: bool, base: Path | None = None
+) -> dict[str, dict[str, Any]]:
     from hermes.storage.embedded import EmbeddedWarehouse
 
-    workdir = Path(tempfile.mkdtemp(prefix=f"hermes-bench-{size}-"))
+    if base is None:
+        workdir = Path(tempfile.mkdtemp(prefix=f"hermes-bench-{size}-"))
+    else:
+        workdir = base / str(size)
+        workdir.mkdir(parents=True, exist_ok=True)
+        keep = True
     warehouse = EmbeddedWarehouse(workdir / "home")
     info = warehouse.ensure_running()
     results: dict[str, dict[str, Any]] = {}
     try:
-        prepare(workdir, size, info.uri, "bench")
+        if _prepared(workdir, size, info.uri, "bench"):
+            _log(f"reusing the {size:,} documents loaded in {workdir}")
+        else:
+            prepare(workdir, size, info.uri, "bench")
         for name in ORDER:
             if only and not name.startswith(only):
                 continue
             _log(f"[{size:,}] {name} ...")
-            results[name] = run_task(name, workdir, info.uri, "bench")
+            if name in VENV_TASKS:
+                python, why = venv_python(workdir)
+                if python is None:
+                    results[name] = {"error": why}
+                    continue
+                results[name] = run_task(name, workdir, info.uri, "bench", python)
+            else:
+                results[name] = run_task(name, workdir, info.uri, "bench")
             _log(f"    {results[name]}")
     finally:
         warehouse.stop()
@@ -314,14 +447,21 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run 1,000,000 documents")
     parser.add_argument("--only", help="run only the tasks whose name starts with this")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="work in this folder and keep it; a corpus already loaded there is reused",
+    )
     args = parser.parse_args()
     sizes = [args.size] + ([1_000_000] if args.full and args.size != 1_000_000 else [])
     all_results: dict[str, dict[str, dict[str, Any]]] = {}
     for size in sizes:
-        all_results[str(size)] = run_size(size, args.only, args.keep)
+        all_results[str(size)] = run_size(size, args.only, args.keep, args.workdir)
         print_table(
             table(all_results[str(size)]), f"Hermes benchmark, {size:,} sample raw documents"
         )
+    if len(all_results) > 1:
+        print_table(rss_table(all_results), "Peak memory as the corpus grows")
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -257,6 +257,17 @@ def _export_json_util(args):
     return {"docs": count}
 
 
+@task("wh.export.pymongoarrow")
+def _export_pymongoarrow(args):
+    """PyMongoArrow's way (run by its own venv's python: it pins an older pyarrow)."""
+    import pyarrow.parquet as pq
+    from pymongoarrow.api import find_arrow_all
+
+    table = find_arrow_all(_client(args)[args.database][args.collection], {})
+    pq.write_table(table, _file(args, "pymongoarrow.parquet"))
+    return {"docs": table.num_rows}
+
+
 def _hermes_export(args, fmt: str) -> dict[str, Any]:
     from hermes.storage.warehouse import DataWarehouseExporter
 
@@ -285,6 +296,57 @@ for _fmt in ("jsonl", "parquet"):
     task(f"wh.import.hermes.{_fmt}")(lambda args, fmt=_fmt: _hermes_import(args, fmt))
 
 
+def _parallel_export(args, parallel: int) -> dict[str, Any]:
+    from hermes.storage.warehouse import DataWarehouseExporter
+
+    with _manager(args) as manager:
+        result = DataWarehouseExporter(manager).export_collection(
+            args.collection,
+            _file(args, f"parallel{parallel}/raw_documents.jsonl"),
+            file_format="jsonl",
+            parallel=parallel,
+        )
+    return {"docs": result.count, "bytes": result.bytes}
+
+
+def _parallel_import(args, parallel: int) -> dict[str, Any]:
+    from hermes.storage.warehouse import DataWarehouseImporter
+
+    with _manager(args) as manager:
+        source = "raw_documents.parts.json" if parallel > 1 else "raw_documents.jsonl"
+        report = DataWarehouseImporter(manager).import_collection(
+            f"{args.collection}_parallel{parallel}",
+            _file(args, f"parallel{parallel}/{source}"),
+            drop=True,
+            parallel=parallel,
+        )
+    return {"docs": report.inserted}
+
+
+for _n in (1, 2, 4):
+    task(f"wh.parallel.export.{_n}")(lambda args, n=_n: _parallel_export(args, n))
+    task(f"wh.parallel.import.{_n}")(lambda args, n=_n: _parallel_import(args, n))
+
+
+def _backup_workers(args, workers: int) -> dict[str, Any]:
+    """Backup of the four-collection database ``<database>_multi``, ``workers`` at once."""
+    from hermes.storage.database import MongoDBManager
+    from hermes.storage.warehouse import DataWarehouseManager
+
+    with MongoDBManager(uri=args.uri, database=args.database + "_multi") as manager:
+        result = DataWarehouseManager(manager).backup(
+            _file(args, f"backup_multi_{workers}"),
+            file_format="jsonl",
+            parallel=workers,
+            overwrite=True,
+        )
+    return {"docs": result.count}
+
+
+for _n in (1, 4):
+    task(f"wh.backup.workers.{_n}")(lambda args, n=_n: _backup_workers(args, n))
+
+
 @task("wh.backup.hermes")
 def _backup(args):
     from hermes.storage.warehouse import DataWarehouseManager
@@ -298,9 +360,8 @@ def _backup(args):
 
 @task("wh.restore.hermes")
 def _restore(args):
-    from hermes.storage.warehouse import DataWarehouseManager
-
     from hermes.storage.database import MongoDBManager
+    from hermes.storage.warehouse import DataWarehouseManager
 
     with MongoDBManager(uri=args.uri, database=args.database + "_restored") as manager:
         report = DataWarehouseManager(manager).restore(_file(args, "backup"), confirm=True)
