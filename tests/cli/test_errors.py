@@ -70,7 +70,9 @@ def test_migrate_onto_an_existing_file_names_the_force_option(run, tmp_path):
     (tmp_path / "dst" / "a.json").write_text("[]\n")
     result = run("migrate", "--source-dir", "src", "--target-dir", "dst", "--target-format", "json")
     assert result.exit_code == 2
-    assert result.stderr == "Error: dst/a.json already exists; pass --force to replace it\n"
+    assert result.stderr == (
+        "Error: dst/a.json already exists; choose another folder, or pass --force to replace it\n"
+    )
 
 
 def test_an_invalid_database_name_is_a_usage_error(warehouse_server):
