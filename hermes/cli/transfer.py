@@ -212,7 +212,11 @@ def _collection_for(input_file: Path) -> str:
     help="Validate every document as this warehouse type: invalid ones are rejected, valid "
     "ones stored unchanged.",
 )
-@click.option("--stop-on-error", is_flag=True, help="Stop at the first bad record (exit 2).")
+@click.option(
+    "--stop-on-error",
+    is_flag=True,
+    help="Stop at the first bad record (exit 2): the records before it are written, none after.",
+)
 @click.option(
     "--rejects-file",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -81,7 +81,12 @@ class WriteResult:
 
 
 class FileFormat(Protocol):
-    """One file format. ``read_batches`` streams; ``write_stream`` consumes any iterable."""
+    """One file format. ``read_batches`` streams; ``write_stream`` consumes any iterable.
+
+    A reader reports a bad record to ``on_error`` and goes on; without ``on_error`` (or at an
+    error that breaks the file itself) it raises a :class:`FormatError`, after yielding the
+    documents read before it, so that a caller can keep everything up to the error.
+    """
 
     name: str
     extensions: tuple[str, ...]

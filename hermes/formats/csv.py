@@ -797,17 +797,24 @@ class CsvFormat:
             layout = _Header(_columns(header, types, path))
         documents: list[dict[str, Any]] = []
         locations: list[str] = []
-        for number, where, row in _rows(reader, path, on_error, layout.blank_is_document):
-            try:
-                document = layout.document(row)
-            except _CellError as exc:
-                _reject(RecordError(path, where, str(exc), _preview(row, self.delimiter)), on_error)
-                continue
-            documents.append(document)
-            locations.append(f"row {number}")
-            if len(documents) >= batch_size:
+        try:
+            for number, where, row in _rows(reader, path, on_error, layout.blank_is_document):
+                try:
+                    document = layout.document(row)
+                except _CellError as exc:
+                    _reject(
+                        RecordError(path, where, str(exc), _preview(row, self.delimiter)), on_error
+                    )
+                    continue
+                documents.append(document)
+                locations.append(f"row {number}")
+                if len(documents) >= batch_size:
+                    yield Batch(documents, locations)
+                    documents, locations = [], []
+        except FormatError:
+            if documents:  # the documents read before the error are handed over first
                 yield Batch(documents, locations)
-                documents, locations = [], []
+            raise
         if documents:
             yield Batch(documents, locations)
 

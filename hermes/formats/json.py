@@ -193,7 +193,7 @@ class _Scanner:
             self._expect_end()
             return
         while True:
-            element = self._element()
+            yield self._element()  # complete in itself, whatever follows it
             text, pos = self.text, self.pos
             if pos < len(text) and text[pos] == ",":  # the usual case, checked first
                 char = ","
@@ -205,7 +205,6 @@ class _Scanner:
                 char = self.text[self.pos]
                 if char != "," and char != "]":
                     raise self._unexpected("',' or ']' after an element")
-            yield element
             self.pos += 1
             if char == "]":
                 self._expect_end()
@@ -377,18 +376,23 @@ class JsonFormat:
     ) -> Iterator[Batch]:
         documents: list[dict[str, Any]] = []
         locations: list[str] = []
-        for location, document, reason, raw in iter_elements(stream, path):
-            if reason is not None:
-                error = RecordError(path, location, reason, raw)
-                if on_error is None:
-                    raise error.as_format_error()
-                on_error(error)
-                continue
-            documents.append(document)
-            locations.append(location)
-            if len(documents) >= batch_size:
+        try:
+            for location, document, reason, raw in iter_elements(stream, path):
+                if reason is not None:
+                    error = RecordError(path, location, reason, raw)
+                    if on_error is None:
+                        raise error.as_format_error()
+                    on_error(error)
+                    continue
+                documents.append(document)
+                locations.append(location)
+                if len(documents) >= batch_size:
+                    yield Batch(documents, locations)
+                    documents, locations = [], []
+        except FormatError:
+            if documents:  # the documents read before the error are handed over first
                 yield Batch(documents, locations)
-                documents, locations = [], []
+            raise
         if documents:
             yield Batch(documents, locations)
 

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import orjson
 
+from hermes.errors import FormatError
 from hermes.formats import extjson
 from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
 
@@ -67,32 +68,37 @@ class JsonLinesFormat:
         loads = extjson.loads_document
         documents: list[dict[str, Any]] = []
         locations: list[str] = []
-        for number, line in enumerate(_lines(stream), start=1):
-            if line is None:
-                reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
-                error = RecordError(path, f"line {number}", reason)
-                if on_error is None:
-                    raise error.as_format_error()
-                on_error(error)
-                continue
-            if number == 1 and line.startswith(_BOM):
-                line = line[3:]
-            if not line.strip():
-                continue
-            try:
-                documents.append(loads(line))
-            except (ValueError, RecursionError) as exc:
-                column = error_column(exc, line)
-                location = f"line {number}, column {column}" if column else f"line {number}"
-                error = RecordError(path, location, describe_json_error(exc), _preview(line))
-                if on_error is None:
-                    raise error.as_format_error() from None
-                on_error(error)
-                continue
-            locations.append(f"line {number}")
-            if len(documents) >= batch_size:
+        try:
+            for number, line in enumerate(_lines(stream), start=1):
+                if line is None:
+                    reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
+                    error = RecordError(path, f"line {number}", reason)
+                    if on_error is None:
+                        raise error.as_format_error()
+                    on_error(error)
+                    continue
+                if number == 1 and line.startswith(_BOM):
+                    line = line[3:]
+                if not line.strip():
+                    continue
+                try:
+                    documents.append(loads(line))
+                except (ValueError, RecursionError) as exc:
+                    column = error_column(exc, line)
+                    location = f"line {number}, column {column}" if column else f"line {number}"
+                    error = RecordError(path, location, describe_json_error(exc), _preview(line))
+                    if on_error is None:
+                        raise error.as_format_error() from None
+                    on_error(error)
+                    continue
+                locations.append(f"line {number}")
+                if len(documents) >= batch_size:
+                    yield Batch(documents, locations)
+                    documents, locations = [], []
+        except FormatError:
+            if documents:  # the documents read before the error are handed over first
                 yield Batch(documents, locations)
-                documents, locations = [], []
+            raise
         if documents:
             yield Batch(documents, locations)
 

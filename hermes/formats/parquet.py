@@ -1084,6 +1084,13 @@ def _record_batches(
 # ------------------------------------------------------------------------------------------
 
 
+def _batch(rows: list[Document | None], first: int) -> Batch:
+    """The decoded rows of a record batch whose first row is ``first`` (bad ones left out)."""
+    documents = [doc for doc in rows if doc is not None]
+    locations = [f"row {first + row + 1}" for row, doc in enumerate(rows) if doc is not None]
+    return Batch(documents, locations)
+
+
 class ParquetFormat:
     name = "parquet"
     extensions = (".parquet",)
@@ -1102,17 +1109,17 @@ class ParquetFormat:
             for first, record_batch in _record_batches(parquet_file, max(1, batch_size), path):
                 bad: dict[int, str] = {}
                 rows = _decoded(layout, record_batch, bad, path, first)
+                if bad and on_error is None:
+                    row = min(bad)
+                    before = _batch(rows[:row], first)
+                    if before.documents:  # the rows read before the bad one are handed over first
+                        yield before
+                    raise RecordError(path, f"row {first + row + 1}", bad[row]).as_format_error()
                 for row in sorted(bad):
-                    error = RecordError(path, f"row {first + row + 1}", bad[row])
-                    if on_error is None:
-                        raise error.as_format_error()
-                    on_error(error)
-                documents = [doc for doc in rows if doc is not None]
-                locations = [
-                    f"row {first + row + 1}" for row, d in enumerate(rows) if d is not None
-                ]
-                if documents:
-                    yield Batch(documents, locations)
+                    on_error(RecordError(path, f"row {first + row + 1}", bad[row]))  # type: ignore[misc]
+                batch = _batch(rows, first)
+                if batch.documents:
+                    yield batch
 
     def write_stream(
         self,

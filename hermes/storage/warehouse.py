@@ -864,6 +864,9 @@ class _Import:
 
     # -- the batch loop --------------------------------------------------------------------
     def run(self, batches: Iterable[Any], progress: Progress) -> None:
+        """Import every batch; with ``stop``, batch by batch and in order, so that the first bad
+        record (a reader's error arrives after the batch of the records before it) stops the
+        import with everything before it written."""
         if not self.stop:
             self._run_pipelined(batches, progress)
             return
@@ -1017,7 +1020,9 @@ class DataWarehouseImporter:
 
         Rejected records (unreadable, invalid for ``document_class``, refused by the server) go to
         ``rejects_file`` (default ``<input_file>.rejects.jsonl``) with their location and reason;
-        ``stop_on_error`` raises at the first one instead (records after it are not written).
+        ``stop_on_error`` raises at the first one in file order instead, naming it: every record
+        before it is written, none after it (readers hand over what they read before a record
+        they stop at, and writes are ordered).
 
         A part set (its ``<name>.parts.json``, or its first part) is checked against its
         manifest, then imported ``parallel`` parts at once; see :mod:`hermes.storage.parallel`.

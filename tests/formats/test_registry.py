@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from hermes.errors import UnsupportedFormatError
+from hermes.errors import FormatError, UnsupportedFormatError
 from hermes.formats import (
     detect_format,
     format_names,
     get_format,
+    read_documents,
     supported_extensions,
     write_documents,
 )
@@ -91,3 +92,32 @@ def test_an_existing_file_is_kept_unless_overwrite_and_the_refusal_names_the_par
         write_documents(path, [{"a": 2}], overwrite=False)
     assert str(caught.value) == f"{path} already exists; pass overwrite=True to replace it"
     assert path.read_bytes() == b'{"a": 1}\n'
+
+
+def _unreadable_third_row(path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"n": pa.array([1, 2, 2**64 - 1, 4], pa.uint64())}), path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "location"),
+    [
+        ("line.jsonl", b'{"n": 1}\n{"n": 2}\n{oops\n{"n": 4}\n', "line 3, column 2"),
+        ("element.json", b'[{"n": 1}, {"n": 2}, 5, {"n": 4}]', "item 3 (line 1)"),
+        ("syntax.json", b'[{"n": 1}, {"n": 2} {"n": 3}]', "line 1, column 21"),
+        ("cell.csv", b"n.int32()\n1\n2\nthree\n4\n", "row 3 (line 4)"),
+        ("row.parquet", _unreadable_third_row, "row 3"),
+    ],
+)
+def test_a_reader_that_stops_at_a_bad_record_first_hands_over_the_documents_before_it(
+    tmp_path, name, content, location
+):
+    path = tmp_path / name
+    content(path) if callable(content) else path.write_bytes(content)
+    read = []
+    with pytest.raises(FormatError) as caught:
+        for batch in read_documents(path, batch_size=1000):
+            read.extend(document["n"] for document in batch.documents)
+    assert (read, caught.value.location) == ([1, 2], location)

@@ -188,6 +188,50 @@ def test_stop_on_error_raises_at_an_invalid_document(importer, db, tmp_path):
     assert db.items.count_documents({}) == 1
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "first_bad"),
+    [
+        ("parse.jsonl", '{"_id": 1}\n{"_id": 2}\n{oops\n{"_id": 4}\n', "line 3, column 2"),
+        ("element.json", '[{"_id": 1},\n{"_id": 2},\n5,\n{"_id": 4}]', "item 3 (line 3)"),
+        ("syntax.json", '[{"_id": 1},\n{"_id": 2}\n{"_id": 3}]', "line 3, column 1"),
+        ("row.csv", "_id.int32()\n1\n2\nthree\n4\n", "row 3 (line 4)"),
+    ],
+)
+def test_stop_on_error_writes_every_record_before_the_first_bad_one_and_none_after(
+    importer, db, tmp_path, name, text, first_bad
+):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(FormatError) as caught:
+        importer.import_collection("items", path, batch_size=1000, stop_on_error=True)
+    assert caught.value.location == first_bad
+    assert sorted(d["_id"] for d in db.items.find()) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("lines", "error", "first_bad", "written"),
+    [
+        (["invalid", "{oops", "valid"], ValidationFailedError, "line 1", []),
+        (["valid", "{oops", "invalid"], FormatError, "line 2, column 2", [1]),
+        (["valid", "invalid", "valid"], ValidationFailedError, "line 2", [1]),
+    ],
+)
+def test_stop_on_error_names_the_first_bad_record_whatever_is_wrong_with_it(
+    importer, db, tmp_path, lines, error, first_bad, written
+):
+    records = {
+        "valid": lambda i: extjson.dumps(raw_article(i)).decode(),
+        "invalid": lambda i: extjson.dumps(raw_article(i, platform=None)).decode(),
+        "{oops": lambda i: "{oops",
+    }
+    path = jsonl(tmp_path / "raw.jsonl", *(records[kind](i) for i, kind in enumerate(lines, 1)))
+    with pytest.raises(error) as caught:
+        importer.import_collection("raw", path, document_class=RawDocument, stop_on_error=True)
+    assert caught.value.location == first_bad
+    expected = [str(uuid.UUID(int=i, version=4)) for i in written]
+    assert sorted(d["_id"] for d in db.raw.find()) == expected
+
+
 # ------------------------------------------------------------------------------------------
 # Validation
 # ------------------------------------------------------------------------------------------
