@@ -103,8 +103,6 @@ def export(
     from hermes.storage.warehouse import DataWarehouseExporter
 
     names = list(collections) or None
-    if not force:
-        _refuse_existing_outputs(state, names, output_dir, file_format, compression, parallel)
     exporter = DataWarehouseExporter(state.manager())
     with state.progress() as progress:
         results = exporter.export_all_collections(
@@ -124,31 +122,6 @@ def export(
     from hermes.cli.summary import written_table
 
     state.show(written_table(f"Exported to {output_dir}", results))
-
-
-def _refuse_existing_outputs(
-    state: CliState,
-    collections: list[str] | None,
-    output_dir: Path,
-    file_format: str,
-    compression: str | None,
-    parallel: int = 1,
-) -> None:
-    """Without --force, any existing output file stops the export before a byte is written."""
-    from hermes.errors import ConfirmationRequiredError
-    from hermes.storage._backup import file_name
-    from hermes.storage.parallel import parts_manifest_path
-
-    names = collections or state.manager().list_collections()
-    paths = [output_dir / file_name(name, file_format, compression) for name in names]
-    if parallel > 1:
-        paths = [parts_manifest_path(path) for path in paths]
-    existing = [str(path) for path in paths if path.exists()]
-    if existing:
-        raise ConfirmationRequiredError(
-            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
-            "pass --force to overwrite, or choose another --output-dir"
-        )
 
 
 def _collection_for(input_file: Path) -> str:

@@ -311,6 +311,18 @@ def test_export_all_checks_every_target_before_writing_any(db_manager, db, tmp_p
     assert (tmp_path / "posts.jsonl").read_text() == "precious\n"
 
 
+def test_a_parallel_export_all_checks_its_parts_manifests_before_writing_any(
+    db_manager, db, tmp_path, posts
+):
+    db.authors.insert_one({"_id": 1})
+    (tmp_path / "posts.parts.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="posts.parts.json already exists"):
+        DataWarehouseExporter(db_manager).export_all_collections(
+            tmp_path, "jsonl", overwrite=False, parallel=2
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["posts.parts.json"]
+
+
 @pytest.mark.parametrize("kind", [DocumentType.RAW, "raw", "raw_documents"])
 def test_export_by_document_type_reads_the_types_collection(db_manager, db, tmp_path, kind):
     load_corpus(db, raw_count=5)
