@@ -300,7 +300,7 @@ def export_parts(
 
     manifest = parts_manifest_path(output_file)
     if not options.get("overwrite", True) and manifest.exists():
-        raise FileExistsError(f"{manifest} already exists (use --force to overwrite)")
+        raise FileExistsError(f"{manifest} already exists; pass overwrite=True to replace it")
     progress.start(f"export {collection_name}", None, "docs")
     try:
         results = _run_all([lambda i=i: export(i) for i in range(len(ranges))], parallel)

@@ -321,6 +321,11 @@ def test_a_parallel_export_all_checks_its_parts_manifests_before_writing_any(
             tmp_path, "jsonl", overwrite=False, parallel=2
         )
     assert [p.name for p in tmp_path.iterdir()] == ["posts.parts.json"]
+    with pytest.raises(FileExistsError) as caught:
+        DataWarehouseExporter(db_manager).export_collection(
+            "posts", tmp_path / "posts.jsonl", overwrite=False, parallel=2
+        )
+    assert str(caught.value).endswith("already exists; pass overwrite=True to replace it")
 
 
 @pytest.mark.parametrize("kind", [DocumentType.RAW, "raw", "raw_documents"])
