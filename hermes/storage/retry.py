@@ -38,6 +38,7 @@ TRANSIENT_CODES = frozenset(
     {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150, 134}
 )
 _RAW = CodecOptions(document_class=RawBSONDocument)
+_MISSING = object()
 #: Decoding that re-encodes to the same bytes: raw sub-documents, dates as milliseconds.
 _RAW_EXACT = CodecOptions(
     document_class=RawBSONDocument, datetime_conversion=DatetimeConversion.DATETIME_MS
@@ -98,12 +99,13 @@ def call_with_retry(
     from pymongo.errors import PyMongoError
 
     started = time.monotonic()
-    delays = policy.delays()
+    delays: Iterator[float] | None = None
     attempt = 1
     while True:
         try:
             return operation(attempt)
         except PyMongoError as exc:
+            delays = delays or policy.delays()
             delay = next(delays, None) if is_transient(exc) else None
             if delay is None:
                 seconds = time.monotonic() - started
@@ -180,68 +182,65 @@ def resumable_find(
     batch: a lost connection there ends the cursor. This one then reopens it after the last
     document it yielded.
 
-    - No filter and no sort: the documents come in ``_id`` order (through the ``_id`` index, as
-      mongoexport reads), and a reopened cursor starts just after the last ``_id`` seen. That is
-      exact even while other clients write: ``_id`` never changes.
+    - No filter and no sort (and ``_id`` not projected out): the documents come in ``_id`` order
+      (through the ``_id`` index, as mongoexport reads), and a reopened cursor starts just after
+      the last ``_id`` seen. That is exact even while other clients write: ``_id`` never changes.
     - Otherwise: the query as given (``_id`` breaks ties of a sort, so the order is total), and a
       reopened cursor skips the documents already yielded; exact when the documents before that
       point did not change meanwhile.
 
-    Documents are decoded one by one from raw BSON, so that a document whose own fields are
-    ``$ref`` and ``$id`` stays a document (pymongo's cursor would hand it over as a ``DBRef``).
+    Documents are decoded one by one from raw BSON as they are consumed (memory stays that of
+    the driver's current batch), so that a document whose own fields are ``$ref`` and ``$id``
+    stays a document (pymongo's cursor would hand it over as a ``DBRef``).
     """
     codec_options = collection.codec_options
     raw_collection = collection.with_options(
         codec_options=codec_options.with_options(document_class=RawBSONDocument)
     )
-    by_id = not filter_ and not sort
+    keeps_id = not projection or bool(projection.get("_id", True))
+    by_id = not filter_ and not sort and keeps_id
     order = None if by_id else _total_order(sort)
+    what = f"reading {collection.name}"
     yielded = 0
-    last_id: tuple[bool, Any] = (False, None)
+    last_id: Any = _MISSING
+    reopened = False
 
     def open_cursor(attempt: int) -> Any:
+        nonlocal reopened
         remaining = limit - yielded if limit else 0
         cursor = raw_collection.find(
             filter_, projection=projection, sort=order, limit=remaining, batch_size=batch_size
         )
         if by_id:
             cursor = cursor.hint([("_id", 1)])
-            if last_id[0]:
-                cursor = cursor.min([("_id", last_id[1])])
+            if last_id is not _MISSING:
+                cursor = cursor.min([("_id", last_id)])
+                reopened = True
         elif yielded:
             cursor = cursor.skip(yielded)
         return cursor
 
-    def next_batch(attempt: int) -> list[Any]:
-        nonlocal cursor
+    def next_document(attempt: int) -> dict[str, Any] | None:
+        nonlocal cursor, reopened
         if attempt > 1:
             cursor.close()
             cursor = open_cursor(attempt)
-        batch = []
         for raw in cursor:
             document = bson.decode(raw.raw, codec_options=codec_options)
-            if by_id and last_id[0] and not batch and _same_id(document, last_id[1]):
-                continue  # ``min`` is inclusive: the last document seen comes again first
-            batch.append(document)
-            if len(batch) >= cursor_batch:
-                break
-        return batch
+            if reopened:
+                reopened = False
+                if _same_id(document, last_id):
+                    continue  # ``min`` is inclusive: the last document seen comes first again
+            return document
+        return None
 
-    cursor_batch = max(1, batch_size)
-    cursor = call_with_retry(open_cursor, f"reading {collection.name}", policy)
+    cursor = call_with_retry(open_cursor, what, policy)
     try:
-        while True:
-            batch = call_with_retry(next_batch, f"reading {collection.name}", policy)
-            if not batch:
-                return
-            yield from batch
-            yielded += len(batch)
+        while (document := call_with_retry(next_document, what, policy)) is not None:
+            yield document
+            yielded += 1
             if by_id:
-                if "_id" not in batch[-1]:  # projected out: fall back to skipping
-                    by_id = False
-                    order = [("$natural", 1)]
-                else:
-                    last_id = (True, batch[-1]["_id"])
+                last_id = document["_id"]
             if limit and yielded >= limit:
                 return
     finally:
@@ -260,9 +259,6 @@ def _total_order(sort: Sequence[tuple[str, int]] | None) -> list[tuple[str, int]
 def _same_id(document: Mapping[str, Any], value: Any) -> bool:
     found = document.get("_id", _MISSING)
     return type(found) is type(value) and found == value
-
-
-_MISSING = object()
 
 
 # ------------------------------------------------------------------------------------------
