@@ -84,6 +84,17 @@ def test_an_export_with_a_sort_and_a_limit_resumes_by_position(
     assert [d["_id"] for d in written] == [d["_id"] for d in expected]
 
 
+def test_an_export_without_id_resumes_by_position(hermes, armed_client, source, tmp_path):
+    _, documents = source
+    hermes.get_collection("raw_documents").insert_many(documents)
+    output = tmp_path / "links.jsonl"
+    with fail_point(armed_client, ["getMore"], times=2):
+        DataWarehouseExporter(hermes).export_collection(
+            "raw_documents", output, "jsonl", fields={"_id": 0, "link": 1}, batch_size=50
+        )
+    assert list(iter_documents(output)) == [{"link": d["link"]} for d in documents]
+
+
 @pytest.mark.parametrize("mode", ["insert", "upsert", "merge"])
 def test_an_import_retries_batches_the_server_dropped(hermes, armed_client, source, ledger, mode):
     path, documents = source
