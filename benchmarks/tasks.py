@@ -389,6 +389,19 @@ def _cli_help(args):
     return {"docs": 1, "seconds": min(times)}
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. Not ``ru_maxrss``: Linux carries it across ``exec``, so a
+    child would report at least its parent's peak; ``VmHWM`` starts afresh with the program."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -408,7 +421,7 @@ def main() -> None:
     result = TASKS[args.task](args)
     result.setdefault("seconds", time.perf_counter() - started)
     result.setdefault("cpu", _cpu() - cpu)
-    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["max_rss_mb"] = _peak_rss_mb()
     print(json.dumps(result))
 
 
