@@ -70,12 +70,10 @@ def _source_documents(args: argparse.Namespace):
 
 @task("file.jsonl.write.hermes")
 def _jsonl_write_hermes(args):
-    from hermes.formats import iter_documents, write_documents
+    from hermes.formats import write_documents
 
-    # Decode once from BSON so that both writers see the same Python documents.
-    result = write_documents(
-        _file(args, "out.jsonl"), iter_documents(_file(args, "corpus.bson.jsonl"))
-    )
+    # Decoded from BSON (in C), as for every writer: the same Python documents for each.
+    result = write_documents(_file(args, "out.jsonl"), _source_documents(args))
     return {"docs": result.count, "bytes": result.bytes}
 
 
@@ -114,11 +112,9 @@ def _jsonl_read_json_util(args):
 
 @task("file.parquet.write.hermes")
 def _parquet_write_hermes(args):
-    from hermes.formats import iter_documents, write_documents
+    from hermes.formats import write_documents
 
-    result = write_documents(
-        _file(args, "out.parquet"), iter_documents(_file(args, "corpus.bson.jsonl"))
-    )
+    result = write_documents(_file(args, "out.parquet"), _source_documents(args))
     return {"docs": result.count, "bytes": result.bytes}
 
 
