@@ -113,6 +113,26 @@ def test_a_wrong_password_exits_3_without_showing_either_password(auth_server, d
     assert "not-the-password" not in str(failure.value)
 
 
+def test_debug_tracebacks_hold_no_password(auth_server, hermes, database_name, tmp_path):
+    wrong = with_password(auth_server, "debug-wrong-pw")
+    refused = run("--debug", "--uri", wrong, "--database", database_name, "status")
+    assert refused.exit_code == 3 and "Traceback" in refused.stderr
+    assert "debug-wrong-pw" not in refused.output
+    not_a_backup = run(
+        "--debug",
+        "--uri",
+        with_password(auth_server),
+        "--database",
+        database_name,
+        "restore",
+        "--backup-dir",
+        tmp_path,
+        "--confirm",
+    )
+    assert not_a_backup.exit_code == 2 and "Traceback" in not_a_backup.stderr
+    assert_secret_free(not_a_backup.output)
+
+
 def test_without_credentials_the_warehouse_refuses_and_the_cli_exits_3(auth_server, database_name):
     result = run("--uri", auth_server.uri, "--database", database_name, "status")
     assert result.exit_code == 3
