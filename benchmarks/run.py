@@ -448,6 +448,11 @@ def main() -> None:
     parser.add_argument("--only", help="run only the tasks whose name starts with this")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument(
+        "--merge",
+        type=Path,
+        help="start from the figures of an earlier results JSON (tasks run now replace theirs)",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="work in this folder and keep it; a corpus already loaded there is reused",
@@ -455,8 +460,10 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [args.size] + ([1_000_000] if args.full and args.size != 1_000_000 else [])
     all_results: dict[str, dict[str, dict[str, Any]]] = {}
+    earlier = json.loads(args.merge.read_text()) if args.merge else {}
     for size in sizes:
-        all_results[str(size)] = run_size(size, args.only, args.keep, args.workdir)
+        fresh = run_size(size, args.only, args.keep, args.workdir)
+        all_results[str(size)] = {**earlier.get(str(size), {}), **fresh}
         print_table(
             table(all_results[str(size)]), f"Hermes benchmark, {size:,} sample raw documents"
         )

@@ -349,9 +349,12 @@ def _backup(args):
 
     with _manager(args) as manager:
         result = DataWarehouseManager(manager).backup(
-            _file(args, "backup"), file_format="jsonl", collections=[args.collection]
+            _file(args, "backup"),
+            file_format="jsonl",
+            collections=[args.collection],
+            overwrite=True,
         )
-    return {"docs": sum(c.count for c in _collections_of(result))}
+    return {"docs": result.count}
 
 
 @task("wh.restore.hermes")
@@ -361,16 +364,7 @@ def _restore(args):
 
     with MongoDBManager(uri=args.uri, database=args.database + "_restored") as manager:
         report = DataWarehouseManager(manager).restore(_file(args, "backup"), confirm=True)
-    return {
-        "docs": sum(
-            getattr(c, "inserted", 0) or getattr(c, "count", 0) for c in _collections_of(report)
-        )
-    }
-
-
-def _collections_of(result: Any) -> list[Any]:
-    collections = getattr(result, "collections", result)
-    return list(collections.values()) if isinstance(collections, dict) else list(collections)
+    return {"docs": sum(r.inserted for r in report.reports)}
 
 
 @task("cli.help")
