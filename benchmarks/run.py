@@ -418,7 +418,7 @@ def run_size(
         else:
             prepare(workdir, size, info.uri, "bench")
         for name in ORDER:
-            if only and not name.startswith(only):
+            if only and not name.startswith(tuple(only.split(","))):
                 continue
             _log(f"[{size:,}] {name} ...")
             if name in VENV_TASKS:
@@ -445,7 +445,9 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=200_000, help="documents (default 200,000)")
     parser.add_argument("--full", action="store_true", help="also run 1,000,000 documents")
-    parser.add_argument("--only", help="run only the tasks whose name starts with this")
+    parser.add_argument(
+        "--only", help="run only the tasks whose name starts with one of these (comma-separated)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument(
         "--merge",
