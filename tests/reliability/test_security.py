@@ -73,8 +73,9 @@ def hermes(uri: str, database_name: str) -> Iterator[MongoDBManager]:
     manager = MongoDBManager(uri=uri, database=database_name, timeout_ms=1000, retry=QUICK_RETRY)
     manager.get_collection("raw_documents").insert_many(list(iter_collection("raw_documents", 30)))
     yield manager
-    manager.client.drop_database(database_name)
     manager.close()
+    with MongoClient(uri) as client:  # a client untouched by the test's dropped connections
+        client.drop_database(database_name)
 
 
 def run(*args: str) -> object:
