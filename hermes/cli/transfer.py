@@ -71,6 +71,12 @@ from hermes.cli.state import CliState, pass_state
     help="Split each collection into this many ranges of _id, exported at once as part files "
     "(<collection>.part-0000.<format>...) listed in <collection>.parts.json.",
 )
+@click.option(
+    "--neutralize-formulas",
+    is_flag=True,
+    help="CSV/TSV for spreadsheets: prefix cells starting with =, +, -, @ with a quote so "
+    "they are not run as formulas. Lossy: such files no longer round-trip exactly.",
+)
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 @pass_state
 def export(
@@ -85,6 +91,7 @@ def export(
     json_format: str,
     compression: str | None,
     parallel: int,
+    neutralize_formulas: bool,
     force: bool,
 ) -> None:
     """Export collections to files, one file per collection.
@@ -102,6 +109,9 @@ def export(
     """
     from hermes.storage.warehouse import DataWarehouseExporter
 
+    if neutralize_formulas and file_format not in ("csv", "tsv"):
+        raise click.UsageError("--neutralize-formulas applies to --format csv or tsv only")
+    format_options = {"neutralize_formulas": True} if neutralize_formulas else {}
     names = list(collections) or None
     exporter = DataWarehouseExporter(state.manager())
     with state.progress() as progress:
@@ -118,6 +128,7 @@ def export(
             overwrite=force,
             parallel=parallel,
             progress=progress,
+            **format_options,
         )
     from hermes.cli.summary import written_table
 

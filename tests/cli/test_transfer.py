@@ -181,3 +181,22 @@ def test_unknown_file_format_is_an_input_error(run, db, tmp_path):
     result = run("import-data", "--input-file", "data.xml")
     assert result.exit_code == 2
     assert "data.xml" in result.stderr
+
+
+def test_export_for_spreadsheets_neutralizes_formulas(run, db, tmp_path):
+    db["sheet"].insert_many(
+        [{"_id": 1, "cell": '=HYPERLINK("http://x")'}, {"_id": 2, "cell": "ok"}]
+    )
+    exported = run("export", "-c", "sheet", "--format", "csv", "--neutralize-formulas")
+    assert exported.exit_code == 0, exported.output
+    text = (tmp_path / "exports" / "sheet.csv").read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in text
+    assert ",ok" in text
+
+
+def test_formula_neutralization_is_for_csv_only(run, db, tmp_path):
+    db["sheet"].insert_one({"_id": 1, "cell": "=1+1"})
+    refused = run("export", "-c", "sheet", "--format", "jsonl", "--neutralize-formulas")
+    assert refused.exit_code == 2
+    assert "--neutralize-formulas" in refused.output
+    assert not (tmp_path / "exports").exists()
