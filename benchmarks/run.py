@@ -148,7 +148,11 @@ COMPARISONS = [
 ]
 #: Tasks whose peak RSS is a Hermes operation (target: under 300 MB).
 HERMES_TASKS = sorted(
-    {c.task for c in COMPARISONS if c.task != "cli.help" and not c.task.startswith("wh.parallel")}
+    {
+        c.task
+        for c in COMPARISONS
+        if c.task not in ("cli.help", "wh.drain") and not c.task.startswith("wh.parallel")
+    }
 )
 ORDER = [
     "file.jsonl.write.hermes",
