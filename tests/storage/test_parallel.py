@@ -4,6 +4,7 @@ manifest, and imported back in parallel with byte-identical BSON."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from bson import Int64, ObjectId
 from click.testing import CliRunner
 
 from hermes.cli import cli
-from hermes.errors import FormatError, IntegrityError
+from hermes.errors import FormatError, IntegrityError, UnsupportedValueError
 from hermes.formats.base import sha256_file
 from hermes.sample import iter_collection
 from hermes.storage.parallel import id_ranges, part_path, parts_manifest_path
@@ -159,3 +160,18 @@ def test_the_cli_exports_and_imports_a_part_set(database_name, db, raw_documents
         assert raw_snapshot(copy) == raw_snapshot(raw_documents)
     finally:
         db.client.drop_database(target)
+
+
+def test_an_export_that_fails_part_way_leaves_no_reading_thread_behind(db_manager, db, tmp_path):
+    """The next batch is read by a background thread; an error in the writer stops it too."""
+    db.items.insert_many([{"_id": i, "n": i} for i in range(2500)])
+    db.items.insert_one({"_id": 9999, "looks_typed": {"$oid": "not a wrapper"}})
+    before = threading.active_count()
+
+    with pytest.raises(UnsupportedValueError):
+        DataWarehouseExporter(db_manager).export_collection(
+            "items", tmp_path / "items.jsonl", "jsonl", batch_size=1000
+        )
+
+    assert threading.active_count() == before
+    assert not (tmp_path / "items.jsonl").exists()
