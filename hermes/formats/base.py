@@ -53,6 +53,13 @@ class RecordError:
 ErrorHandler = Callable[[RecordError], None]
 
 
+def reject(error: RecordError, on_error: ErrorHandler | None) -> None:
+    """Hand a bad record to the caller's handler, or stop with a FormatError when there is none."""
+    if on_error is None:
+        raise error.as_format_error()
+    on_error(error)
+
+
 @dataclass
 class Batch:
     """Documents read together, with the position of each in its file (``"line 3"``, ``"row 2"``)."""
@@ -334,6 +341,29 @@ def sha256_file(path: str | Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def batch_records(records: Iterable[tuple[str, Document]], batch_size: int) -> Iterator[Batch]:
+    """Group a reader's ``(location, document)`` pairs into batches.
+
+    When reading ends in a FormatError, the documents read before it are handed over first, so
+    a caller that stops at the first error still gets every record that preceded it.
+    """
+    documents: list[Document] = []
+    locations: list[str] = []
+    try:
+        for location, document in records:
+            documents.append(document)
+            locations.append(location)
+            if len(documents) >= batch_size:
+                yield Batch(documents, locations)
+                documents, locations = [], []
+    except FormatError:
+        if documents:
+            yield Batch(documents, locations)
+        raise
+    if documents:
+        yield Batch(documents, locations)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

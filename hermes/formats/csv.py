@@ -89,7 +89,14 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 
 from hermes.errors import FormatError, UnsupportedValueError
 from hermes.formats import extjson
-from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
+from hermes.formats.base import (
+    DEFAULT_BATCH_SIZE,
+    Batch,
+    ErrorHandler,
+    RecordError,
+    batch_records,
+    reject,
+)
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = "\r\n"
@@ -793,30 +800,21 @@ class CsvFormat:
         else:
             header = _next_row(reader, path, "line 1")
             if header is None:
-                return
+                return iter(())
             layout = _Header(_columns(header, types, path))
-        documents: list[dict[str, Any]] = []
-        locations: list[str] = []
-        try:
-            for number, where, row in _rows(reader, path, on_error, layout.blank_is_document):
-                try:
-                    document = layout.document(row)
-                except _CellError as exc:
-                    _reject(
-                        RecordError(path, where, str(exc), _preview(row, self.delimiter)), on_error
-                    )
-                    continue
-                documents.append(document)
-                locations.append(f"row {number}")
-                if len(documents) >= batch_size:
-                    yield Batch(documents, locations)
-                    documents, locations = [], []
-        except FormatError:
-            if documents:  # the documents read before the error are handed over first
-                yield Batch(documents, locations)
-            raise
-        if documents:
-            yield Batch(documents, locations)
+        return batch_records(self._records(reader, layout, path, on_error), batch_size)
+
+    def _records(
+        self, reader: Any, layout: _Layout, path: str, on_error: ErrorHandler | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        for number, where, row in _rows(reader, path, on_error, layout.blank_is_document):
+            try:
+                document = layout.document(row)
+            except _CellError as exc:
+                error = RecordError(path, where, str(exc), _preview(row, self.delimiter))
+                reject(error, on_error)
+                continue
+            yield f"row {number}", document
 
 
 class _Header:
@@ -864,7 +862,7 @@ def _rows(
             row = _next_row(reader, path, where)
         except _RowError as exc:
             number += 1
-            _reject(RecordError(path, where, str(exc)), on_error)
+            reject(RecordError(path, where, str(exc)), on_error)
             continue
         if row is None:
             return
@@ -896,12 +894,6 @@ def _next_row(reader: Any, path: str, where: str) -> list[str] | None:
         if where == "line 1":
             raise FormatError(path, f"malformed CSV header: {text}", where) from None
         raise _RowError(f"malformed CSV: {text}") from None
-
-
-def _reject(error: RecordError, on_error: ErrorHandler | None) -> None:
-    if on_error is None:
-        raise error.as_format_error()
-    on_error(error)
 
 
 class _RowError(ValueError):

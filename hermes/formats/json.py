@@ -34,7 +34,14 @@ import orjson
 
 from hermes.errors import FormatError
 from hermes.formats import extjson
-from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
+from hermes.formats.base import (
+    DEFAULT_BATCH_SIZE,
+    Batch,
+    ErrorHandler,
+    RecordError,
+    batch_records,
+    reject,
+)
 from hermes.formats.jsonl import _is_canonical, describe_json_error
 
 _CHUNK = 1 << 20
@@ -374,27 +381,17 @@ class JsonFormat:
         on_error: ErrorHandler | None = None,
         **_: Any,
     ) -> Iterator[Batch]:
-        documents: list[dict[str, Any]] = []
-        locations: list[str] = []
-        try:
-            for location, document, reason, raw in iter_elements(stream, path):
-                if reason is not None:
-                    error = RecordError(path, location, reason, raw)
-                    if on_error is None:
-                        raise error.as_format_error()
-                    on_error(error)
-                    continue
-                documents.append(document)
-                locations.append(location)
-                if len(documents) >= batch_size:
-                    yield Batch(documents, locations)
-                    documents, locations = [], []
-        except FormatError:
-            if documents:  # the documents read before the error are handed over first
-                yield Batch(documents, locations)
-            raise
-        if documents:
-            yield Batch(documents, locations)
+        return batch_records(self._records(stream, path, on_error), batch_size)
+
+    @staticmethod
+    def _records(
+        stream: IO[bytes], path: str, on_error: ErrorHandler | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        for location, document, reason, raw in iter_elements(stream, path):
+            if reason is not None:
+                reject(RecordError(path, location, reason, raw), on_error)
+                continue
+            yield location, document
 
     def load(self, stream: IO[bytes], path: str, **options: Any) -> Any:
         """The whole file as Python data (see :func:`load`)."""

@@ -12,9 +12,15 @@ from typing import IO, Any
 
 import orjson
 
-from hermes.errors import FormatError
 from hermes.formats import extjson
-from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
+from hermes.formats.base import (
+    DEFAULT_BATCH_SIZE,
+    Batch,
+    ErrorHandler,
+    RecordError,
+    batch_records,
+    reject,
+)
 
 _BOM = b"\xef\xbb\xbf"
 #: The longest line read as a record: room for a 16 MB document in Extended JSON, even with
@@ -65,42 +71,32 @@ class JsonLinesFormat:
         on_error: ErrorHandler | None = None,
         **_: Any,
     ) -> Iterator[Batch]:
+        return batch_records(self._records(stream, path, on_error), batch_size)
+
+    @staticmethod
+    def _records(
+        stream: IO[bytes], path: str, on_error: ErrorHandler | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         loads = extjson.loads_document
-        documents: list[dict[str, Any]] = []
-        locations: list[str] = []
-        try:
-            for number, line in enumerate(_lines(stream), start=1):
-                if line is None:
-                    reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
-                    error = RecordError(path, f"line {number}", reason)
-                    if on_error is None:
-                        raise error.as_format_error()
-                    on_error(error)
-                    continue
-                if number == 1 and line.startswith(_BOM):
-                    line = line[3:]
-                if not line.strip():
-                    continue
-                try:
-                    documents.append(loads(line))
-                except (ValueError, RecursionError) as exc:
-                    column = error_column(exc, line)
-                    location = f"line {number}, column {column}" if column else f"line {number}"
-                    error = RecordError(path, location, describe_json_error(exc), _preview(line))
-                    if on_error is None:
-                        raise error.as_format_error() from None
-                    on_error(error)
-                    continue
-                locations.append(f"line {number}")
-                if len(documents) >= batch_size:
-                    yield Batch(documents, locations)
-                    documents, locations = [], []
-        except FormatError:
-            if documents:  # the documents read before the error are handed over first
-                yield Batch(documents, locations)
-            raise
-        if documents:
-            yield Batch(documents, locations)
+        for number, line in enumerate(_lines(stream), start=1):
+            if line is None:
+                reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
+                reject(RecordError(path, f"line {number}", reason), on_error)
+                continue
+            if number == 1 and line.startswith(_BOM):
+                line = line[3:]
+            if not line.strip():
+                continue
+            try:
+                document = loads(line)
+            except (ValueError, RecursionError) as exc:
+                column = error_column(exc, line)
+                location = f"line {number}, column {column}" if column else f"line {number}"
+                reject(
+                    RecordError(path, location, describe_json_error(exc), _preview(line)), on_error
+                )
+                continue
+            yield f"line {number}", document
 
     def write_stream(
         self,
