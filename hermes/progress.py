@@ -6,6 +6,7 @@ The CLI passes one that draws a bar on a terminal; everything else gets :data:`N
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 
@@ -34,3 +35,22 @@ class NullProgress:
 
 
 NO_PROGRESS: Progress = NullProgress()
+
+
+class SharedProgress:
+    """One task advanced from several threads (parallel parts or collections): the workers'
+    own start/finish are ignored, their counts are added under a lock."""
+
+    def __init__(self, inner: Progress) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            self._inner.advance(count)
+
+    def finish(self) -> None:
+        pass

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from bson import Int64, ObjectId
 
 from hermes.errors import FormatError, IntegrityError
 from hermes.formats.base import atomic_output, sha256_file, split_compression
-from hermes.progress import NO_PROGRESS, Progress
+from hermes.progress import NO_PROGRESS, Progress, SharedProgress
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -237,24 +236,6 @@ def id_ranges(collection: Collection, parts: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------
 
 
-class _SharedProgress:
-    """One progress task advanced from several threads."""
-
-    def __init__(self, inner: Progress) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-
-    def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
-        pass
-
-    def advance(self, count: int = 1) -> None:
-        with self._lock:
-            self._inner.advance(count)
-
-    def finish(self) -> None:
-        pass
-
-
 def _run_all(tasks: Sequence[Callable[[], Any]], workers: int) -> list[Any]:
     """Run the tasks on ``workers`` threads; results in order, the first error raised."""
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks)))) as pool:
@@ -285,7 +266,7 @@ def export_parts(
     started = time.perf_counter()
     collection = exporter.db_manager.get_database()[collection_name]
     ranges = id_ranges(collection, parallel)
-    shared = _SharedProgress(progress)
+    shared = SharedProgress(progress)
 
     def export(index: int) -> ExportResult:
         part_query = {"$and": [query, ranges[index]]} if query else ranges[index]
@@ -355,7 +336,7 @@ def import_parts(
         driver_errors_as("importing")(importer.db_manager.get_database().drop_collection)(
             collection_name
         )
-    shared = _SharedProgress(progress)
+    shared = SharedProgress(progress)
 
     def load(index: int, part: Part) -> ImportReport:
         rejects = part_path(rejects_file, index) if rejects_file else None

@@ -15,7 +15,6 @@ import copy
 import os
 import secrets
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,7 +51,7 @@ from hermes.formats import (
     write_documents,
 )
 from hermes.formats.base import RecordError, split_compression
-from hermes.progress import NO_PROGRESS, Progress
+from hermes.progress import NO_PROGRESS, Progress, SharedProgress
 from hermes.storage._backup import (
     MANIFEST,
     REJECTS_SUFFIX,
@@ -379,24 +378,6 @@ def _reported(documents: Iterable[Any], progress: Progress) -> Iterator[Any]:
             pending = 0
     if pending:
         progress.advance(pending)
-
-
-class _SharedProgress:
-    """One task advanced from several threads (parallel collection exports)."""
-
-    def __init__(self, inner: Progress) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-
-    def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
-        pass
-
-    def advance(self, count: int = 1) -> None:
-        with self._lock:
-            self._inner.advance(count)
-
-    def finish(self) -> None:
-        pass
 
 
 def _user_collections(database: Database) -> dict[str, dict[str, Any]]:
@@ -1249,7 +1230,7 @@ class DataWarehouseManager:
         names = _require_collections(infos, collections, _where(database))
         indexes = {name: [dict(i) for i in database[name].list_indexes()] for name in names}
         total = sum(database[name].estimated_document_count() for name in names)
-        shared = _SharedProgress(progress)
+        shared = SharedProgress(progress)
         progress.start(f"backup {database.name}", total, "docs")
         try:
             with atomic_folder(target, overwrite=overwrite) as temp:
