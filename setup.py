@@ -1,0 +1,21 @@
+"""Build the optional C encoder (raw BSON -> Extended JSON); metadata lives in pyproject.toml.
+
+``optional=True``: without a compiler the install still succeeds and Hermes uses the Python codec.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+_FLAGS = [] if sys.platform == "win32" else ["-O2", "-Wall"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "hermes.formats._bsonjson",
+            sources=["hermes/formats/_bsonjson.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        )
+    ]
+)
