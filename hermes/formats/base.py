@@ -74,6 +74,28 @@ class Batch:
         return iter(zip(self.locations, self.documents, strict=True))
 
 
+class BsonChunks:
+    """Documents still in BSON, in chunks (lists of each document's bytes), read once.
+
+    Iterating yields decoded documents, one C call per chunk, so any writer takes them. A writer
+    that can turn BSON into its output directly (JSON Lines, JSON) reads :attr:`chunks` instead
+    and never builds Python objects per field: that is most of an export's client CPU.
+    """
+
+    __slots__ = ("chunks", "codec_options")
+
+    def __init__(self, chunks: Iterable[list[bytes]], codec_options: Any) -> None:
+        self.chunks = chunks
+        self.codec_options = codec_options
+
+    def __iter__(self) -> Iterator[Document]:
+        import bson
+
+        decode_all, options = bson.decode_all, self.codec_options
+        for chunk in self.chunks:
+            yield from decode_all(b"".join(chunk), options)
+
+
 @dataclass
 class WriteResult:
     """What a write produced: the final path, documents written, bytes on disk and their SHA-256."""

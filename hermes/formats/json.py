@@ -42,7 +42,7 @@ from hermes.formats.base import (
     batch_records,
     reject,
 )
-from hermes.formats.jsonl import _is_canonical, describe_json_error
+from hermes.formats.jsonl import _is_canonical, bson_lines_encoder, describe_json_error
 
 _CHUNK = 1 << 20
 #: No element may grow past this many characters (a 16 MB BSON document needs far less).
@@ -414,6 +414,9 @@ class JsonFormat:
             write(encode_value(documents, canonical, indent))
             write(b"\n")
             return 1
+        encode_chunk = bson_lines_encoder(documents) if indent is None else None
+        if encode_chunk is not None:
+            return _write_bson_array(write, documents.chunks, encode_chunk, canonical)  # type: ignore[attr-defined]
         encode = functools.partial(encode_value, canonical=canonical, indent=indent, level=1)
         separator = b"[\n"
         count = 0
@@ -424,6 +427,28 @@ class JsonFormat:
             count += 1
         write(b"\n]\n" if count else b"[]\n")
         return count
+
+
+def _write_bson_array(
+    write: Callable[[bytes], Any],
+    chunks: Iterable[list[bytes]],
+    encode_chunk: Callable[[list[bytes], bool], bytes],
+    canonical: bool,
+) -> int:
+    """The compact array of documents still in BSON, as :meth:`JsonFormat.write_stream` lays
+    it out: compact Extended JSON holds no raw newline, so each line break of the encoded chunk
+    is exactly one document boundary."""
+    separator = b"[\n"
+    count = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        write(separator)
+        write(encode_chunk(chunk, canonical)[:-1].replace(b"\n", b",\n"))
+        separator = b",\n"
+        count += len(chunk)
+    write(b"\n]\n" if count else b"[]\n")
+    return count
 
 
 def append_element(source: IO[bytes], sink: IO[bytes], element: bytes, path: str) -> None:

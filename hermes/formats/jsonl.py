@@ -7,7 +7,7 @@ and the lines around it are still read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import orjson
@@ -16,6 +16,7 @@ from hermes.formats import extjson
 from hermes.formats.base import (
     DEFAULT_BATCH_SIZE,
     Batch,
+    BsonChunks,
     ErrorHandler,
     RecordError,
     batch_records,
@@ -107,14 +108,36 @@ class JsonLinesFormat:
         **_: Any,
     ) -> int:
         canonical = _is_canonical(json_format)
-        dumps = extjson.dumps
         write = stream.write
+        encode_chunk = bson_lines_encoder(documents)
+        if encode_chunk is not None:
+            count = 0
+            for chunk in documents.chunks:  # type: ignore[attr-defined]
+                write(encode_chunk(chunk, canonical))
+                count += len(chunk)
+            return count
+        dumps = extjson.dumps
         count = 0
         for document in documents:
             write(dumps(document, canonical))
             write(b"\n")
             count += 1
         return count
+
+
+def bson_lines_encoder(documents: Any) -> Callable[[list[bytes], bool], bytes] | None:
+    """For documents still in BSON (:class:`BsonChunks` decoded as the warehouse decodes), the
+    function that writes a chunk of them straight to Extended JSON lines; None otherwise.
+
+    Its output is byte for byte what decoding and :func:`extjson.dumps` would write.
+    """
+    if not isinstance(documents, BsonChunks):
+        return None
+    from hermes.formats import rawjson
+
+    if documents.codec_options != rawjson.CODEC_OPTIONS:
+        return None
+    return rawjson.dumps_raw_lines
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes | None]:

@@ -102,17 +102,25 @@ def raw_chunks(
         yield chunk
 
 
+def prefetched_chunks(
+    documents: Iterable[RawBSONDocument], *, ahead: int = 10_000
+) -> Iterator[list[bytes]]:
+    """The BSON of a raw cursor's documents in chunks, read by a background thread about
+    ``ahead`` documents ahead (one server batch: the next one is being fetched while this one
+    is written)."""
+    depth = max(1, -(-ahead // CHUNK_DOCUMENTS)) + 1
+    return prefetch(raw_chunks(documents), depth)
+
+
 def prefetched_documents(
     documents: Iterable[RawBSONDocument],
     codec_options: CodecOptions,
     *,
     ahead: int = 10_000,
 ) -> Iterator[dict[str, Any]]:
-    """Decoded documents of a raw cursor, read by a background thread about ``ahead`` documents
-    ahead (one server batch: the next one is being fetched while this one is written)."""
-    depth = max(1, -(-ahead // CHUNK_DOCUMENTS)) + 1
+    """Decoded documents of a raw cursor, read ahead as :func:`prefetched_chunks` does."""
     decode_all = bson.decode_all
-    for chunk in prefetch(raw_chunks(documents), depth):
+    for chunk in prefetched_chunks(documents, ahead=ahead):
         yield from decode_all(b"".join(chunk), codec_options)
 
 

@@ -50,7 +50,7 @@ from hermes.formats import (
     read_documents,
     write_documents,
 )
-from hermes.formats.base import RecordError, split_compression
+from hermes.formats.base import BsonChunks, RecordError, split_compression
 from hermes.progress import NO_PROGRESS, Progress, SharedProgress
 from hermes.storage._backup import (
     MANIFEST,
@@ -86,7 +86,7 @@ from hermes.storage.retry import (
     driver_reason,
     resumable_find,
 )
-from hermes.storage.streams import prefetched_documents, raw_codec
+from hermes.storage.streams import prefetched_chunks, raw_codec
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -380,6 +380,13 @@ def _reported(documents: Iterable[Any], progress: Progress) -> Iterator[Any]:
         progress.advance(pending)
 
 
+def _reported_chunks(chunks: Iterable[list[Any]], progress: Progress) -> Iterator[list[Any]]:
+    """Pass chunks of documents through, telling ``progress`` as each is handed on."""
+    for chunk in chunks:
+        yield chunk
+        progress.advance(len(chunk))
+
+
 def _user_collections(database: Database) -> dict[str, dict[str, Any]]:
     """Collections (not views) that hold user data, by name, with their ``listCollections`` info."""
     infos = {}
@@ -512,19 +519,20 @@ class DataWarehouseExporter:
             batch_size=batch_size,
             policy=self.db_manager.retry,
         )
-        documents = prefetched_documents(cursor, collection.codec_options, ahead=batch_size)
+        chunks = prefetched_chunks(cursor, ahead=batch_size)
+        documents = BsonChunks(_reported_chunks(chunks, progress), collection.codec_options)
         progress.start(f"export {name}", total, "docs")
         try:
             written = write_documents(
                 path,
-                _reported(documents, progress),
+                documents,
                 fmt,
                 overwrite=overwrite,
                 json_format=json_format,
                 **format_options,
             )
         finally:
-            documents.close()
+            chunks.close()
             cursor.close()
             progress.finish()
         return ExportResult(
