@@ -81,7 +81,9 @@ Reading
 
 from __future__ import annotations
 
+import binascii
 import contextlib
+import functools
 import io
 import shutil
 import tempfile
@@ -91,13 +93,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
-from itertools import accumulate, chain
+from itertools import accumulate, chain, islice, pairwise
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
 import bson
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bson import DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.binary import Binary
@@ -108,7 +113,7 @@ from bson.raw_bson import RawBSONDocument
 
 from hermes.errors import FormatError, UnsupportedValueError
 from hermes.formats import extjson
-from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError, batched
+from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
 
 METADATA_KEY = b"hermes"
 FORMAT_NAME = "hermes-parquet"
@@ -175,7 +180,7 @@ class _NotPlain(Exception):
 
 def _infer(values: list[Any], flats: _Flats | None = None) -> Desc:
     """The narrowest descriptor holding every value (None fits all), MIXED when none does."""
-    kinds = set(map(type, values))
+    kinds = _kinds(values)
     has_none = _NONE_TYPE in kinds
     kinds.discard(_NONE_TYPE)
     if not kinds:
@@ -193,6 +198,15 @@ def _infer(values: list[Any], flats: _Flats | None = None) -> Desc:
     return result
 
 
+def _kinds(values: list[Any]) -> set[type]:
+    """The Python types among ``values``. Most columns hold one: counting it (identity
+    comparisons) is about twice as fast as hashing every type into a set (embeddings)."""
+    types = list(map(type, values))
+    if types and types.count(types[0]) == len(types):
+        return {types[0]}
+    return set(types)
+
+
 def _infer_kind(kind: type, values: list[Any], flats: _Flats | None = None) -> Desc:
     """The descriptor of values that all have the Python type ``kind``."""
     exact = _EXACT.get(kind)
@@ -201,13 +215,11 @@ def _infer_kind(kind: type, values: list[Any], flats: _Flats | None = None) -> D
     if kind is int:
         return _infer_ints(values)
     if kind is dict:
-        key_orders = {tuple(value) for value in values}
-        if len(key_orders) != 1:
+        shapes = map(tuple, values)
+        keys = next(shapes)
+        if not keys or not all(map(keys.__eq__, shapes)):  # stops at the first other key order
             return MIXED
-        keys = key_orders.pop()
-        if not keys:
-            return MIXED
-        return ("object", tuple((key, _infer([value[key] for value in values])) for key in keys))
+        return ("object", tuple((key, _infer(list(map(itemgetter(key), values)))) for key in keys))
     if kind is list:
         flat = list(chain.from_iterable(values))
         if flats is not None:
@@ -422,6 +434,7 @@ class _Codec:
         self.canonical = canonical
         self._to_storage: dict[Desc, Converter | None] = {}
         self._from_storage: dict[Desc, Converter | None] = {}
+        self._decoders: dict[Desc, Callable[[pa.Array], list[Any]]] = {}
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -436,6 +449,10 @@ class _Codec:
             return self._list_array(desc[1], values, flats)
         if type(desc) is tuple and desc[0] == "object":
             return self._struct_array(desc[1], values)
+        if _is_text(desc):
+            return self._json_array(values)
+        if desc == OBJECT_ID:
+            return _object_id_array(values)
         convert = self.storage_converter(desc)
         if convert is not None:
             values = [None if value is None else convert(value) for value in values]
@@ -455,9 +472,14 @@ class _Codec:
         return pa.ListArray.from_arrays(offsets, items, type=list_type, mask=mask)
 
     def _struct_array(self, fields: tuple[tuple[str, Desc], ...], values: list[Any]) -> pa.Array:
-        present = sum(value is not None for value in values)
+        present = len(values) - values.count(None)
         children = [
-            self.to_arrow(child, [None if value is None else value[key] for value in values])
+            self.to_arrow(
+                child,
+                list(map(itemgetter(key), values))
+                if present == len(values)
+                else [None if value is None else value[key] for value in values],
+            )
             for key, child in fields
         ]
         struct_fields = [pa.field(key, _arrow_type(child)) for key, child in fields]
@@ -467,6 +489,53 @@ class _Codec:
     def _json_text(self, value: Any) -> bytes:
         # The value is wrapped so that a sub-document is checked like any nested one.
         return extjson.dumps({"": value}, self.canonical)[4:-1]
+
+    def _json_array(self, values: list[Any]) -> pa.Array:
+        """Extended JSON text of each value, as a string array.
+
+        Texts are turned into Arrow a slice at a time: orjson's bytes each hold a 4 KB buffer
+        whatever their length, so a whole batch of them would take tens of megabytes.
+        """
+        step = _TEXT_SLICE
+        arrays = [
+            pa.array(self._json_texts(values[start : start + step]), type=pa.binary())
+            for start in range(0, len(values), step)
+        ]
+        if not arrays:
+            return pa.array([], type=pa.string())
+        binary = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+        # UTF-8 by construction (orjson writes nothing else): viewed as string without the
+        # validation pass over every byte that converting to string would make.
+        return binary.view(pa.string())
+
+    def _json_texts(self, values: list[Any]) -> list[bytes | None]:
+        """Extended JSON of each value (None stays null).
+
+        In relaxed mode a value made of JSON types only is its plain JSON: orjson alone writes
+        it, with no hook. The full encoder takes over where orjson meets another type, or where
+        the text may hide what plain JSON gets wrong: ``"$`` (a key that poses as a wrapper,
+        refused) or ``null`` standing for a NaN or an infinity.
+        """
+        exact = self._json_text
+        if self.canonical:
+            return [None if value is None else exact(value) for value in values]
+        dumps = orjson.dumps
+        texts: list[bytes | None] = []
+        append = texts.append
+        for value in values:
+            if value is None:
+                append(None)
+                continue
+            try:
+                text = dumps(value, option=_PLAIN_JSON)
+            except orjson.JSONEncodeError:
+                text = exact(value)
+            else:
+                # ``$`` alone is found by memchr: the two-byte search runs only when needed.
+                if (b"$" in text and b'"$' in text) or (b"null" in text and not _finite(value)):
+                    text = exact(value)
+            append(text)
+        return texts
 
     def storage_converter(self, desc: Desc) -> Converter | None:
         """How a scalar value is stored (lists and structs are built by :meth:`to_arrow`)."""
@@ -511,11 +580,178 @@ class _Codec:
         return lambda data: Binary(data, subtype)
 
     def from_arrow(self, desc: Desc, array: pa.Array | pa.ChunkedArray) -> list[Any]:
+        """Value by value: ``to_pylist``, then the converter of each value."""
         values = array.to_pylist()
         convert = self.value_converter(desc)
         if convert is None:
             return values
         return [None if value is None else convert(value) for value in values]
+
+    # -- reading a whole column at once ----------------------------------------------------
+
+    def decode(self, desc: Desc, array: pa.Array) -> list[Any]:
+        """The values of a column, converted a whole array at a time where its Arrow type is
+        the one Hermes writes for ``desc``: dates through numpy, Extended JSON text in one
+        parse, lists and structs from their flattened children. Any other Arrow type goes
+        value by value (:meth:`from_arrow`), which raises where the two disagree."""
+        if not _arrow_matches(desc, array.type):
+            return self.from_arrow(desc, array)
+        decoder = self._decoders.get(desc)
+        if decoder is None:
+            decoder = self._decoders[desc] = self._build_decoder(desc)
+        return decoder(array)
+
+    def _build_decoder(self, desc: Desc) -> Callable[[pa.Array], list[Any]]:
+        if _is_text(desc):
+            return _decode_texts
+        if desc == DATE:
+            return _decode_dates
+        if type(desc) is tuple and desc[0] == "array":
+            return lambda array: self._decode_lists(desc[1], array)
+        if type(desc) is tuple and desc[0] == "object":
+            return lambda array: self._decode_structs(desc[1], array)
+        convert = self.value_converter(desc)
+        if convert is None:
+            return pa.Array.to_pylist
+        return lambda array: _mapped(convert, array)
+
+    def _decode_lists(self, element: Desc, array: pa.ListArray) -> list[Any]:
+        offsets = array.offsets.to_numpy()
+        start = int(offsets[0])
+        flat = self.decode(element, array.values.slice(start, int(offsets[-1]) - start))
+        bounds = (offsets - start).tolist()
+        lists = [flat[low:high] for low, high in pairwise(bounds)]
+        return _with_nulls(lists, array)
+
+    def _decode_structs(
+        self, fields: tuple[tuple[str, Desc], ...], array: pa.StructArray
+    ) -> list[Any]:
+        # flatten() gives each field as a column, null wherever the struct is.
+        children = array.flatten()
+        columns = [
+            self.decode(desc, child) for (_, desc), child in zip(fields, children, strict=True)
+        ]
+        keys = [key for key, _ in fields]
+        documents = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+        return _with_nulls(documents, array)
+
+
+def _arrow_matches(desc: Desc, arrow_type: pa.DataType) -> bool:
+    """Whether ``arrow_type`` is what Hermes writes for ``desc`` (list field names aside)."""
+    if type(desc) is str:
+        return arrow_type == (_ARROW_SCALARS.get(desc) or pa.string())
+    kind = desc[0]
+    if kind == "array":
+        return pa.types.is_list(arrow_type) and _arrow_matches(desc[1], arrow_type.value_type)
+    if kind == "object":
+        fields = desc[1]
+        return (
+            pa.types.is_struct(arrow_type)
+            and arrow_type.num_fields == len(fields)
+            and all(
+                arrow_type.field(index).name == key
+                and _arrow_matches(child, arrow_type.field(index).type)
+                for index, (key, child) in enumerate(fields)
+            )
+        )
+    return arrow_type == pa.binary()
+
+
+def _mapped(convert: Converter, array: pa.Array) -> list[Any]:
+    values = array.to_pylist()
+    if not array.null_count:
+        return list(map(convert, values))
+    return [None if value is None else convert(value) for value in values]
+
+
+def _with_nulls(values: list[Any], array: pa.Array) -> list[Any]:
+    """``values`` with None wherever ``array`` is null."""
+    if array.null_count:
+        for row in np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False)):
+            values[row] = None
+    return values
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def _decode_dates(array: pa.Array) -> list[Any]:
+    """timestamp[ms, UTC] to aware datetimes: numpy makes the timedeltas from the epoch (in
+    C), one addition each makes the date. pyarrow's own ``to_pylist`` goes through the time
+    zone database for every value, about forty times slower."""
+    millis = array.view(pa.int64())
+    if array.null_count:
+        millis = pc.fill_null(millis, 0)
+    deltas = millis.to_numpy().astype("timedelta64[ms]").astype(object)
+    return _with_nulls(list(map(_EPOCH.__add__, deltas)), array)
+
+
+def _decode_texts(array: pa.Array) -> list[Any]:
+    """Extended JSON cells parsed in one call: joined into a JSON array by Arrow, read by
+    orjson, wrappers turned into values only when a ``"$`` occurs at all.
+
+    A column whose cells do not each make one value (a cell that is not JSON, or holds two)
+    fails here, and the caller reads it cell by cell, where each bad cell is its own record.
+    """
+    count = len(array)
+    if not count:
+        return []
+    cells = pc.fill_null(array, "null") if array.null_count else array
+    whole = pa.ListArray.from_arrays(pa.array([0, count], type=pa.int32()), cells)
+    text = b"".join((b"[", pc.binary_join(whole, ",")[0].as_buffer(), b"]"))
+    values = orjson.loads(text)
+    if len(values) != count:
+        raise ValueError("a cell holds more or less than one JSON value")
+    if b"$" in text and b'"$' in text:
+        return extjson.from_extended(values)
+    return values
+
+
+#: orjson with no hook: a BSON-only type, a subclass or a date raises instead of being written.
+_PLAIN_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _finite(value: Any) -> bool:
+    """Whether a value of plain JSON types holds no NaN and no infinity (which orjson writes as
+    ``null``). Recursion is bounded: orjson has already refused nesting deeper than 255."""
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is not float or value - value == 0.0
+    for item in items:
+        kind = type(item)
+        if kind in _NO_FLOAT:
+            continue
+        if kind is float:
+            if item - item != 0.0:  # NaN and infinities only
+                return False
+        elif not _finite(item):
+            return False
+    return True
+
+
+_NO_FLOAT = frozenset({str, int, bool, _NONE_TYPE})
+
+
+#: Values turned into Extended JSON text before their texts become Arrow data.
+_TEXT_SLICE = 1024
+
+
+_OID_BINARY = attrgetter("binary")
+
+
+def _object_id_array(values: list[Any]) -> pa.Array:
+    """ObjectIds as their hex strings, hexed in one call for the whole column (``str`` of each
+    is a Python call per value); a column with nulls takes the value-by-value way."""
+    size = 24 * len(values)
+    if _NONE_TYPE in map(type, values) or size >= 2**31:
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    data = binascii.hexlify(b"".join(map(_OID_BINARY, values)))
+    offsets = np.arange(0, size + 1, 24, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _null_mask(values: list[Any], present: int) -> pa.Array | None:
@@ -617,9 +853,30 @@ def _leaf_paths(path: str, desc: Desc) -> Iterator[tuple[str, Desc]]:
         yield path, desc
 
 
-def _document_keys(documents: list[Document], names: tuple[str, ...]) -> list[list[str] | None]:
-    """Each document's keys, or None where they are exactly ``names`` in order."""
-    return [None if tuple(doc) == names else list(doc) for doc in documents]
+def _columns(documents: list[Document]) -> tuple[dict[str, list[Any]], tuple[str, ...] | None]:
+    """Each field's values (None where a document lacks it), fields in first-seen order, and
+    the documents' common key order (None when they differ).
+
+    Documents of one collection mostly share their keys and key order: then each column is
+    taken with one ``itemgetter`` pass, without a per-document lookup of every field.
+    """
+    shapes = dict.fromkeys(map(tuple, documents))
+    if len(shapes) == 1:
+        shape = next(iter(shapes))
+        return {name: list(map(itemgetter(name), documents)) for name in shape}, shape
+    names = dict.fromkeys(chain.from_iterable(shapes))
+    return {name: [doc.get(name) for doc in documents] for name in names}, None
+
+
+def _document_keys(
+    documents: list[Document], names: tuple[str, ...], shape: tuple[str, ...] | None
+) -> list[list[str] | None] | None:
+    """Each document's keys, or None where they are exactly ``names`` in order; None for the
+    whole batch when every document's are. ``shape`` is the documents' common key order."""
+    if shape is not None:
+        return None if shape == names else [list(shape)] * len(documents)
+    keys = [None if tuple(doc) == names else list(doc) for doc in documents]
+    return keys if keys.count(None) < len(keys) else None
 
 
 # ------------------------------------------------------------------------------------------
@@ -677,26 +934,28 @@ class _SegmentedWriter:
         return self.segments[-1] if self.segments else None
 
     def write(self, documents: list[Document]) -> None:
-        columns = dict.fromkeys(chain.from_iterable(documents))
-        values = {name: [doc.get(name) for doc in documents] for name in columns}
+        rows = len(documents)
+        values, shape = _columns(documents)
         flats: _Flats = {}
         descs = {name: _infer_column(column, flats) for name, column in values.items()}
         current = self.current
         base = current.schema if current else _Schema((), False)
-        names = tuple(dict.fromkeys([*base.names, *columns]))
-        keys = _document_keys(documents, names)
-        needs_keys = any(key is not None for key in keys)
-        schema = base.widened(descs, needs_keys)
+        names = tuple(dict.fromkeys([*base.names, *values]))
+        keys = _document_keys(documents, names, shape)
+        schema = base.widened(descs, keys is not None)
         if current is None or schema != current.schema:
             self._start_segment(schema)
         arrays = [
-            self.codec.to_arrow(desc, values[name], flats)
+            self.codec.to_arrow(desc, values.pop(name), flats)
             if name in values
-            else pa.nulls(len(documents), _arrow_type(desc))
+            else pa.nulls(rows, _arrow_type(desc))
             for name, desc in schema.columns
         ]
+        flats.clear()
         if schema.has_keys:
-            arrays.append(pa.array(keys, type=_KEYS_TYPE))
+            arrays.append(
+                pa.nulls(rows, _KEYS_TYPE) if keys is None else pa.array(keys, _KEYS_TYPE)
+            )
         self._write_table(pa.Table.from_arrays(arrays, schema=schema.arrow_schema))
 
     def _start_segment(self, schema: _Schema) -> None:
@@ -811,16 +1070,20 @@ _DECODE_ERRORS = (
 
 @dataclass
 class _Column:
-    """How one Parquet column becomes values: an optional Arrow cast, then a converter."""
+    """How one Parquet column becomes values: an optional Arrow cast, then a converter per
+    value; or, first, ``whole``, which converts the whole array at once."""
 
     name: str
     index: int
     cast: pa.DataType | None
     convert: Converter | None
+    whole: Callable[[pa.Array], list[Any]] | None = None
 
     def decode(self, batch: pa.RecordBatch, bad: dict[int, str]) -> list[Any]:
         array = batch.column(self.index)
         try:
+            if self.whole is not None:
+                return self.whole(array)
             return self._decode(array)
         except _DECODE_ERRORS:
             return self._decode_each(array, bad)
@@ -907,7 +1170,8 @@ def _hermes_layout(schema: pa.Schema, raw: bytes, path: str) -> _Layout:
         index = schema.get_field_index(name)
         if index < 0:
             raise FormatError(path, f"corrupt Hermes metadata: no column {name!r} in the file")
-        decoders.append(_Column(name, index, None, codec.value_converter(desc)))
+        whole = functools.partial(codec.decode, desc)
+        decoders.append(_Column(name, index, None, codec.value_converter(desc), whole))
     keys_index = None
     if keys_name is not None:
         keys_index = schema.get_field_index(keys_name) if isinstance(keys_name, str) else -1
@@ -921,8 +1185,16 @@ def _foreign_layout(schema: pa.Schema) -> _Layout:
     columns = []
     for index, field in enumerate(schema):
         cast = _foreign_cast(field.type)
-        columns.append(_Column(field.name, index, cast, _foreign_converter(cast or field.type)))
+        whole = None
+        if (cast or field.type) == _MS_UTC:
+            whole = _decode_dates if cast is None else functools.partial(_cast_dates, cast)
+        converter = _foreign_converter(cast or field.type)
+        columns.append(_Column(field.name, index, cast, converter, whole))
     return _Layout(columns, None)
+
+
+def _cast_dates(cast: pa.DataType, array: pa.Array) -> list[Any]:
+    return _decode_dates(array.cast(cast, safe=False))
 
 
 _MS_UTC = pa.timestamp("ms", tz="UTC")
@@ -1065,18 +1337,28 @@ def _record_batches(
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """(first row number, batch) pairs; a corrupt page is a FormatError at the row it hits."""
     row = 0
-    batches = parquet_file.iter_batches(batch_size=batch_size)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise FormatError(
-                path, f"corrupt Parquet data ({_short(exc)})", f"row {row + 1}"
-            ) from None
-        yield row, batch
-        row += batch.num_rows
+    for batches in _row_group_batches(parquet_file, batch_size):
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                raise FormatError(
+                    path, f"corrupt Parquet data ({_short(exc)})", f"row {row + 1}"
+                ) from None
+            yield row, batch
+            row += batch.num_rows
+
+
+def _row_group_batches(
+    parquet_file: pq.ParquetFile, batch_size: int
+) -> Iterator[Iterator[pa.RecordBatch]]:
+    """A batch reader per row group. One reader over the whole file keeps memory it has used
+    for every row group read (measured: 200 MB more at a million documents); a reader per
+    row group gives it back, so memory stays that of one row group however big the file."""
+    for group in range(parquet_file.num_row_groups):
+        yield parquet_file.iter_batches(batch_size=batch_size, row_groups=[group])
 
 
 # ------------------------------------------------------------------------------------------
@@ -1086,6 +1368,8 @@ def _record_batches(
 
 def _batch(rows: list[Document | None], first: int) -> Batch:
     """The decoded rows of a record batch whose first row is ``first`` (bad ones left out)."""
+    if None not in rows:
+        return Batch(rows, list(map("row {}".format, range(first + 1, first + len(rows) + 1))))
     documents = [doc for doc in rows if doc is not None]
     locations = [f"row {first + row + 1}" for row, doc in enumerate(rows) if doc is not None]
     return Batch(documents, locations)
@@ -1138,10 +1422,22 @@ class ParquetFormat:
         with tempfile.TemporaryDirectory(prefix="hermes-parquet-", dir=temp_dir) as folder:
             writer = _SegmentedWriter(Path(folder), codec, options)
             try:
-                for batch in batched(documents, max(1, int(row_group_size))):
-                    writer.write([_as_document(document) for document in batch])
+                for batch in _batches(documents, max(1, int(row_group_size))):
                     count += len(batch)
+                    writer.write(batch)
+                    # Let the documents go before the next batch is gathered: two batches of
+                    # Python documents alive at once would double the peak memory.
+                    batch.clear()
             finally:
                 writer.close()
             writer.finish(stream)
         return count
+
+
+def _batches(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Document]]:
+    """Lists of ``size`` documents as plain dicts (gathered by ``islice``, in C)."""
+    iterator = iter(documents)
+    while batch := list(islice(iterator, size)):
+        if _kinds(batch) != {dict}:
+            batch = [_as_document(document) for document in batch]
+        yield batch
