@@ -423,6 +423,35 @@ def test_truncated_and_mislabelled_documents_raise_as_bson_raises():
         assert got[0] == "raised" and got == outcome(python_concatenated, raw + tail, False)
 
 
+MALFORMED = {
+    "bool other than 0 or 1": element(0x08, b"b", b"\x02"),
+    "string without its NUL": element(0x02, b"s", struct.pack("<i", 2) + b"ab"),
+    "string of length 0": element(0x02, b"s", struct.pack("<i", 0)),
+    "string past the end": element(0x02, b"s", struct.pack("<i", 99) + b"ab\x00"),
+    "code without its NUL": element(0x0D, b"c", struct.pack("<i", 2) + b"ab"),
+    "document too short": element(0x03, b"d", struct.pack("<i", 4)),
+    "document past the end": element(0x03, b"d", struct.pack("<i", 99) + b"\x00"),
+    "document without EOO": element(0x03, b"d", struct.pack("<i", 6) + b"\x0a\x00"),
+    "array element overrunning": element(
+        0x04, b"a", struct.pack("<i", 13) + element(0x10, b"0", b"\x01\x00\x00\x00")
+    ),
+    "binary past the end": element(0x05, b"b", struct.pack("<i", 50) + b"\x00abc"),
+    "unknown type": element(0x14, b"x", b"\x00"),
+    "EOO in the middle": b"\x00" + element(0x0A, b"n"),
+    "int32 cut short": element(0x10, b"i", b"\x01\x00"),
+    "regex without options": element(0x0B, b"r", b"abc"),
+}
+
+
+@pytest.mark.parametrize("bad", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_values_raise_as_bson_raises(bad):
+    raw = document(element(0x0A, b"first"), bad)
+    got = outcome(rawjson.dumps_raw, raw, False)
+    assert got[0] == "raised" and got == outcome(python_path, raw, False)
+    chunk = ACCEPTED[0] + raw
+    assert outcome(rawjson.dumps_raw_lines, chunk) == outcome(python_concatenated, chunk, False)
+
+
 @settings(max_examples=60, deadline=None)
 @given(STORED_DOCUMENTS, st.randoms(use_true_random=False))
 def test_random_byte_flips_give_the_python_result_or_its_error(doc, rng):
