@@ -71,6 +71,7 @@ import csv
 import heapq
 import io
 import json
+import marshal
 import math
 import re
 import tempfile
@@ -78,7 +79,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
-from itertools import pairwise
+from itertools import compress, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,6 +102,7 @@ from hermes.formats.base import (
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = "\r\n"
+_LINE_END_BYTES = _LINE_END.encode()
 #: Characters in one cell: room for a 16 MB document as JSON, and where a runaway quote stops.
 _FIELD_LIMIT = 1 << 26
 #: The longest physical line read: a row of a 16 MB document fits many times over.
@@ -135,9 +138,13 @@ def _date_text(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-def _json_text(value: Any, canonical: bool = False) -> str:
+def _json_bytes(value: Any, canonical: bool = False) -> bytes:
     # A one-field document keeps the codec's fast path; ``{"":`` and ``}`` are cut off.
-    return extjson.dumps({"": value}, canonical)[4:-1].decode("utf-8")
+    return extjson.dumps({"": value}, canonical)[4:-1]
+
+
+def _json_text(value: Any, canonical: bool = False) -> str:
+    return _json_bytes(value, canonical).decode("utf-8")
 
 
 def _parse_int(text: str, low: int, high: int, name: str) -> int:
@@ -316,8 +323,18 @@ def column_path(name: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------------
-# Writing: the schema collected in the first pass
+# Writing, first pass: each document observed into the schema and rendered as natural cells
 # ------------------------------------------------------------------------------------------
+#
+# A document's *natural cells* are its leaf values in document order, each written as the column
+# type its own value takes (``natural_type``), as UTF-8 bytes. They go to the spill file with
+# the ids of their leaves (one id per field and natural type), so the second pass only places
+# them: when a column ends up with another type (``json()`` for mixed types, a sub-document kept
+# whole), the cell is read back with its natural type's decoder (the round trip the typed header
+# guarantees) and written again. Documents are rendered as they come when every value is one
+# whose BSON round trip changes nothing the CSV shows; any other document (a tuple, a
+# ``Binary`` of subtype 0, a date with a UTC offset, a value BSON cannot hold...) goes through
+# BSON first, exactly as the warehouse would store it.
 
 
 @dataclass(eq=False)
@@ -329,8 +346,11 @@ class _Field:
     children: dict[str, _Field] = field(default_factory=dict)
     #: Precedence between children: (earlier, later) -> first row that showed it.
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
-    last_keys: tuple[str, ...] = ()
-    groups: int = 0  # rows where the field is a sub-document that flattens
+    #: Key orders of this (sub-)document already observed (bounded), so each is observed once.
+    orders: set[tuple[str, ...]] = field(default_factory=set)
+    #: Leaf id of each natural type this field has held.
+    leaf_ids: dict[str, int] = field(default_factory=dict)
+    groups: int = 0  # rows where the field is a sub-document that flattens (0 or 1 is enough)
     leaves: int = 0  # rows where it is anything else
     leaf_type: str | None = None
     first_group_row: int = 0
@@ -338,7 +358,7 @@ class _Field:
     # Decided by _finalize; a group has no type:
     column: int = -1
     type: ColumnType | None = None
-    encode: Callable[[Any], str] = str
+    encode: Callable[[Any], bytes] = str.encode
 
     @property
     def name(self) -> str:
@@ -373,8 +393,142 @@ class _WriteOptions:
         return not self.typed and not self.text
 
 
-def _flattens(value: dict[str, Any]) -> bool:
-    return bool(value) and all(is_plain_name(key) for key in value)
+class _Misfit(Exception):
+    """A value rendered differently once through BSON: the document takes the BSON path."""
+
+
+#: A value's natural type and its cell text.
+_Rendered = tuple[str, bytes]
+_Renderer = Callable[[Any], _Rendered]
+_UTC = timezone.utc
+
+
+def _render_int(value: int) -> _Rendered:
+    if _INT32_MIN <= value <= _INT32_MAX:
+        return "int32", b"%d" % value
+    if _INT64_MIN <= value <= _INT64_MAX:
+        return "int64", b"%d" % value
+    raise _Misfit  # BSON cannot hold it: the BSON path says so
+
+
+def _render_int64(value: Int64) -> _Rendered:
+    if _INT64_MIN <= value <= _INT64_MAX:
+        return "int64", b"%d" % value
+    raise _Misfit
+
+
+def _render_double(value: float) -> _Rendered:
+    return "double", (repr(value) if value - value == 0.0 else _double_text(value)).encode()
+
+
+def _render_date(value: datetime) -> _Rendered:
+    zone = value.tzinfo
+    if zone is _UTC:
+        return "date", value.isoformat(timespec="milliseconds")[:-6].encode() + b"Z"
+    if zone is None or not value.utcoffset():
+        return "date", _date_text(value).encode()
+    raise _Misfit  # in UTC it may fall outside the years a datetime holds
+
+
+def _render_object_id(value: ObjectId) -> _Rendered:
+    return "objectId", value.binary.hex().encode()
+
+
+def _render_decimal(value: Decimal128) -> _Rendered:
+    return "decimal", str(value).encode()
+
+
+def _render_bool(value: bool) -> _Rendered:
+    return "boolean", b"true" if value else b"false"
+
+
+#: Types whose Extended JSON is the same before and after a BSON round trip, whatever the value.
+_STABLE_TYPES = frozenset({str, float, bool, type(None), ObjectId, Decimal128, bytes})
+
+
+def _bson_stable(value: list[Any] | dict[str, Any]) -> bool:
+    """Whether a list or sub-document comes back from BSON as the same Extended JSON.
+
+    Checked by exact type, a whole container at a time (an embedding's floats cost one pass in
+    C); anything not plainly stable is reported unstable and takes the BSON path.
+    """
+    if type(value) is dict:
+        if set(map(type, value)) - {str} or "\x00" in "".join(value):
+            return False
+        items: Any = value.values()
+    else:
+        items = value
+    kinds = set(map(type, items))
+    for kind in kinds - _STABLE_TYPES:
+        chosen = [item for item in items if type(item) is kind]
+        if kind is int or kind is Int64:
+            if min(chosen) < _INT64_MIN or max(chosen) > _INT64_MAX:
+                return False
+        elif kind is datetime:
+            if any(item.tzinfo is not None and item.utcoffset() for item in chosen):
+                return False
+        elif kind is list or kind is dict:
+            if not all(map(_bson_stable, chosen)):
+                return False
+        else:
+            return False
+    return True
+
+
+def _renderers(canonical: bool) -> tuple[dict[type, _Renderer], dict[type, _Renderer]]:
+    """Renderers by exact type: for documents as given, and for documents decoded from BSON."""
+    empty_text = _json_bytes("", canonical)
+    empty_binary = _json_bytes(b"", canonical)
+
+    def text(value: str) -> _Rendered:
+        return ("string", value.encode()) if value else ("json", empty_text)
+
+    def binary(value: bytes) -> _Rendered:
+        return ("binary", base64.b64encode(value)) if value else ("json", empty_binary)
+
+    def as_json(value: Any) -> _Rendered:
+        return "json", _json_bytes(value, canonical)
+
+    def checked_json(value: Any) -> _Rendered:
+        if not _bson_stable(value):
+            raise _Misfit
+        return "json", _json_bytes(value, canonical)
+
+    given: dict[type, _Renderer] = {
+        str: text,
+        int: _render_int,
+        Int64: _render_int64,
+        float: _render_double,
+        bool: _render_bool,
+        type(None): lambda _: ("json", b"null"),
+        datetime: _render_date,
+        ObjectId: _render_object_id,
+        Decimal128: _render_decimal,
+        bytes: binary,
+        list: checked_json,
+        dict: checked_json,
+    }
+    decoded = {**given, list: as_json, dict: as_json}
+    return given, decoded
+
+
+def _check_keys(keys: tuple[str, ...], top_level: bool) -> None:
+    """Keys BSON holds as they are; ``_id`` comes first in a stored document."""
+    if set(map(type, keys)) - {str} or "\x00" in "".join(keys):
+        raise _Misfit
+    "".join(keys).encode()  # no lone surrogates
+    if top_level and "_id" in keys and keys[0] != "_id":
+        raise _Misfit
+
+
+def _flattens(keys: tuple[str, ...]) -> bool:
+    return bool(keys) and all(map(is_plain_name, keys))
+
+
+#: Key orders remembered per sub-document; more are observed again each time (same result).
+_MAX_ORDERS = 1024
+#: Row makers remembered (one per shape of document); more are rebuilt.
+_MAX_SHAPES = 4096
 
 
 class _Schema:
@@ -384,41 +538,112 @@ class _Schema:
         self.root = _Field((), can_group=True)
         self.options = options
         self.columns: list[_Field] = []
+        #: Leaf id -> (field, natural type).
+        self.leaves: list[tuple[_Field, str]] = []
+        self._given, self._decoded = _renderers(options.canonical)
 
-    def observe(self, document: Mapping[str, Any], row: int) -> None:
-        self.root.groups += 1
-        self._observe(self.root, document, row)
+    def add(self, document: Mapping[str, Any], row: int) -> tuple[tuple[int, ...], list[bytes]]:
+        """Observe one document; its leaf ids and natural cells (ending with an empty one)."""
+        if type(document) is dict:
+            try:
+                return self._render(document, row, self._given)
+            except Exception:  # whatever it is, the BSON path decides
+                pass
+        decoded = bson.decode(_to_bson(document, row), codec_options=_DECODE_OPTIONS)
+        return self._render(decoded, row, self._decoded)
 
-    def _observe(self, parent: _Field, mapping: Mapping[str, Any], row: int) -> None:
-        keys = tuple(mapping)
-        if keys != parent.last_keys:
-            parent.last_keys = keys
-            for pair in pairwise(keys):
-                parent.edges.setdefault(pair, row)
+    def _render(
+        self, document: dict[str, Any], row: int, renderers: dict[type, _Renderer]
+    ) -> tuple[tuple[int, ...], list[bytes]]:
+        root = self.root
+        keys = tuple(document)
+        if keys not in root.orders:
+            if renderers is self._given:
+                _check_keys(keys, top_level=True)
+            self._observe_keys(root, keys, row)
+        ids: list[int] = []
+        cells: list[bytes] = []
+        self._walk(root, document, row, renderers, ids, cells)
+        cells.append(b"")
+        return tuple(ids), cells
+
+    def _walk(
+        self,
+        parent: _Field,
+        mapping: dict[str, Any],
+        row: int,
+        renderers: dict[type, _Renderer],
+        ids: list[int],
+        cells: list[bytes],
+    ) -> None:
+        children = parent.children
         for key, value in mapping.items():
-            child = parent.children.get(key)
-            if child is None:
-                child = parent.children[key] = _Field((*parent.path, key), is_plain_name(key))
-            if child.can_group and type(value) is dict and _flattens(value):
-                child.groups += 1
-                child.first_group_row = child.first_group_row or row
-                self._observe(child, value, row)
+            child = children[key]
+            kind = type(value)
+            if kind is str and value:
+                leaf_type, text = "string", value.encode()
+            elif kind is dict and child.can_group and self._opens(child, value, row, renderers):
+                self._walk(child, value, row, renderers, ids, cells)
+                continue
             else:
-                self._observe_leaf(child, value, row)
+                render = renderers.get(kind)
+                if render is not None:
+                    leaf_type, text = render(value)
+                elif renderers is self._given:
+                    raise _Misfit
+                else:
+                    leaf_type, text = (
+                        natural_type(value),
+                        _json_bytes(value, self.options.canonical),
+                    )
+            leaf = child.leaf_ids.get(leaf_type)
+            if leaf is None:
+                leaf = self._new_leaf(child, leaf_type, value, row)
+            ids.append(leaf)
+            cells.append(text)
 
-    def _observe_leaf(self, leaf: _Field, value: Any, row: int) -> None:
-        kind = natural_type(value)
-        if self.options.strict_plain and kind != "string":
-            raise UnsupportedValueError(_plain_refusal(leaf.name, value, row))
-        leaf.leaves += 1
-        leaf.first_leaf_row = leaf.first_leaf_row or row
-        if leaf.leaf_type != kind:
-            leaf.leaf_type = kind if leaf.leaf_type is None else "json"
+    def _opens(
+        self, node: _Field, value: dict[str, Any], row: int, renderers: dict[type, _Renderer]
+    ) -> bool:
+        """Whether a sub-document flattens into dotted columns; observes its key order."""
+        keys = tuple(value)
+        if keys not in node.orders:
+            if not _flattens(keys):
+                return False
+            if renderers is self._given:
+                _check_keys(keys, top_level=False)
+            self._observe_keys(node, keys, row)
+        if not node.groups:
+            node.groups, node.first_group_row = 1, row
+        return True
+
+    def _observe_keys(self, node: _Field, keys: tuple[str, ...], row: int) -> None:
+        for pair in pairwise(keys):
+            node.edges.setdefault(pair, row)
+        for key in keys:
+            if key not in node.children:
+                node.children[key] = _Field((*node.path, key), is_plain_name(key))
+        if len(node.orders) < _MAX_ORDERS:
+            node.orders.add(keys)
+
+    def _new_leaf(self, node: _Field, leaf_type: str, value: Any, row: int) -> int:
+        if self.options.strict_plain and leaf_type != "string":
+            raise UnsupportedValueError(_plain_refusal(node.name, value, row))
+        if not node.leaves:
+            node.leaves, node.first_leaf_row = 1, row
+        if node.leaf_type != leaf_type:
+            node.leaf_type = leaf_type if node.leaf_type is None else "json"
+        leaf = node.leaf_ids[leaf_type] = len(self.leaves)
+        self.leaves.append((node, leaf_type))
+        return leaf
+
+    # -- after the first pass ------------------------------------------------------------------
 
     def finalize(self) -> list[_Field]:
         """Decide each field's column type and the column order; returns the columns."""
         for child in self._order(self.root, top_level=True) or ():
             self._finalize(child)
+        self.placements = [self._place(node, leaf_type) for node, leaf_type in self.leaves]
         return self.columns
 
     def _finalize(self, node: _Field) -> None:
@@ -479,37 +704,55 @@ class _Schema:
             )
         return names
 
-    def cells(self, document: Mapping[str, Any]) -> list[str]:
-        cells = [""] * len(self.columns)
-        self._fill(self.root, document, cells)
-        return cells
+    def _encoder(self, column_type: ColumnType) -> Callable[[Any], bytes]:
+        """The function that writes a value as one cell of a column (formulas aside)."""
+        canonical = self.options.canonical
+        if self.options.text:
+            return lambda value: _as_text(value, canonical).encode()
+        if column_type is JSON:
+            return partial(_json_bytes, canonical=canonical)
+        encode = column_type.encode
+        return lambda value: encode(value).encode()
 
-    def _fill(self, parent: _Field, mapping: Mapping[str, Any], cells: list[str]) -> None:
-        children = parent.children
-        for key, value in mapping.items():
-            child = children[key]
-            if child.type is None:
-                self._fill(child, value, cells)
-            else:
-                cells[child.column] = child.encode(value)
+    def _place(self, node: _Field, leaf_type: str) -> _Placement:
+        """Where a leaf's natural cell goes: its column, and how it is written there."""
+        owner = self.root
+        for key in node.path:
+            owner = owner.children[key]
+            if owner.type is not None:
+                break
+        within = node.path[len(owner.path) :]
+        if within:  # part of a sub-document kept whole as one JSON cell
+            return _Placement(owner.column, leaf_type, within, None)
+        return _Placement(owner.column, leaf_type, (), self._transcoder(owner, leaf_type))
 
-    def _encoder(self, column_type: ColumnType) -> Callable[[Any], str]:
-        """The function that writes one cell of a column, options applied."""
+    def _transcoder(self, column: _Field, leaf_type: str) -> Callable[[bytes], bytes] | None:
+        """How a natural cell becomes the column's cell; None when it already is."""
         options = self.options
         if options.text:
-            encode = partial(_as_text, canonical=options.canonical)
-        elif column_type is JSON:
-            encode = partial(_json_text, canonical=options.canonical)
-        else:
-            encode = column_type.encode
-        if not (options.neutralize and column_type.text):
-            return encode
+            if leaf_type != "json":
+                return None
+            # Text mode writes null and "" as empty cells; other JSON stays as it is.
+            return lambda cell: b"" if cell in (b"null", b'""') else cell
+        if not options.typed or column.type is COLUMN_TYPES[leaf_type]:
+            return None
+        encode = column.encode
+        return lambda cell: encode(_natural_value(leaf_type, cell))
 
-        def neutralized(value: Any) -> str:
-            text = encode(value)
-            return "'" + text if text.startswith(_FORMULA_START) else text
 
-        return neutralized
+@dataclass(frozen=True)
+class _Placement:
+    column: int
+    leaf_type: str
+    within: tuple[str, ...]  # the path inside a sub-document written whole, else ()
+    transcode: Callable[[bytes], bytes] | None
+
+
+def _natural_value(leaf_type: str, cell: bytes) -> Any:
+    """The value a natural cell was rendered from (the typed header's own round trip)."""
+    text = cell.decode("utf-8")
+    decode = COLUMN_TYPES[leaf_type].decode
+    return text if decode is None else decode(text)
 
 
 def _as_text(value: Any, canonical: bool) -> str:
@@ -575,6 +818,131 @@ def _to_bson(document: Mapping[str, Any], row: int) -> bytes:
         return bson.encode(document, codec_options=_ENCODE_OPTIONS)
     except (bson.errors.BSONError, OverflowError, TypeError, ValueError) as exc:
         raise UnsupportedValueError(f"Row {row} is not a BSON document: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------
+# Writing: the spill file and the second pass
+# ------------------------------------------------------------------------------------------
+
+#: Bytes of cells (and documents) held before a batch goes to the spill file.
+_SPILL_BYTES = 1 << 20
+_SPILL_DOCUMENTS = 4096
+
+
+class _Spill:
+    """Rendered documents in an anonymous temporary file, marshalled in batches of about 1 MB."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.pending: list[tuple[tuple[int, ...], list[bytes]]] = []
+        self.size = 0
+
+    def add(self, ids: tuple[int, ...], cells: list[bytes]) -> None:
+        self.pending.append((ids, cells))
+        self.size += sum(map(len, cells))
+        if self.size >= _SPILL_BYTES or len(self.pending) >= _SPILL_DOCUMENTS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            data = marshal.dumps(self.pending)
+            self.file.write(len(data).to_bytes(8, "little"))
+            self.file.write(data)
+        self.pending, self.size = [], 0
+
+    def __iter__(self) -> Iterator[tuple[tuple[int, ...], list[bytes]]]:
+        self.flush()
+        self.file.seek(0)
+        while size := self.file.read(8):
+            yield from marshal.loads(self.file.read(int.from_bytes(size, "little")))
+
+
+#: Cell bytes that start a formula in a spreadsheet (``neutralize_formulas``).
+_FORMULA_BYTES = tuple(start.encode() for start in _FORMULA_START)
+#: Natural types whose cells may hold a delimiter, a quote or a line break.
+_FREE_TEXT = frozenset({"string", "json"})
+
+
+class _RowMaker:
+    """The rows of documents of one shape (the same leaf ids), from their natural cells.
+
+    Quoting is RFC 4180 as :mod:`csv` does it (``QUOTE_MINIMAL``): a cell holding the
+    delimiter, a quote, CR or LF is quoted, quotes doubled; a row of one empty cell is ``""``.
+    """
+
+    def __init__(self, schema: _Schema, ids: tuple[int, ...], delimiter: bytes) -> None:
+        width = len(schema.columns)
+        positions = [len(ids)] * width  # the empty cell after the last
+        self.free: list[int] = []  # cell indexes that may need quotes
+        parts: dict[int, list[tuple[_Placement, int]]] = {}
+        for index, leaf in enumerate(ids):
+            place = schema.placements[leaf]
+            if place.within or place.transcode is not None:
+                parts.setdefault(place.column, []).append((place, index))
+            else:
+                positions[place.column] = index
+                if place.leaf_type in _FREE_TEXT:
+                    self.free.append(index)
+        self.pick = _picker(positions)
+        self.join = delimiter.join
+        self.needs_quotes = re.compile(b'["\r\n' + re.escape(delimiter) + b"]").search
+        self.built = [(column, _builder(schema.columns[column], p)) for column, p in parts.items()]
+        self.neutral = [
+            c.column for c in schema.columns if schema.options.neutralize and c.type.text
+        ]  # type: ignore[union-attr]
+        self.direct = not self.built and not self.neutral and width != 1
+
+    def __call__(self, cells: list[bytes]) -> bytes:
+        if self.direct:
+            needs_quotes = self.needs_quotes
+            for index in self.free:
+                cell = cells[index]
+                if needs_quotes(cell):
+                    cells[index] = b'"' + cell.replace(b'"', b'""') + b'"'
+            return self.join(self.pick(cells))
+        return self._general(cells)
+
+    def _general(self, cells: list[bytes]) -> bytes:
+        out = list(self.pick(cells))
+        for column, build in self.built:
+            out[column] = build(cells)
+        for column in self.neutral:
+            if out[column].startswith(_FORMULA_BYTES):
+                out[column] = b"'" + out[column]
+        needs_quotes = self.needs_quotes
+        for column, cell in enumerate(out):
+            if cell and needs_quotes(cell):
+                out[column] = b'"' + cell.replace(b'"', b'""') + b'"'
+        if out == [b""]:
+            return b'""'  # one empty cell: an empty line would be no row at all
+        return self.join(out)
+
+
+def _picker(positions: list[int]) -> Callable[[list[bytes]], tuple[bytes, ...]]:
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    return lambda cells: tuple(cells[index] for index in positions)
+
+
+def _builder(column: _Field, parts: list[tuple[_Placement, int]]) -> Callable[[list[bytes]], bytes]:
+    """A column's cell from natural cells that need writing again (one, or a sub-document's)."""
+    [(first, index), *_] = parts
+    if not first.within:
+        transcode = first.transcode
+        assert transcode is not None
+        return lambda cells: transcode(cells[index])
+    encode = column.encode
+
+    def whole(cells: list[bytes]) -> bytes:
+        value: dict[str, Any] = {}
+        for place, at in parts:
+            target = value
+            for key in place.within[:-1]:
+                target = target.setdefault(key, {})
+            target[place.within[-1]] = _natural_value(place.leaf_type, cells[at])
+        return encode(value)
+
+    return whole
 
 
 # ------------------------------------------------------------------------------------------
@@ -650,40 +1018,43 @@ class _CellError(ValueError):
     pass
 
 
-def _row_document(row: list[str], columns: list[_Column]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for column in columns:
-        cell = row[column.index]
-        if not cell:
-            continue
-        decode = column.type.decode
-        if decode is None:
-            value: Any = cell
-        else:
-            try:
-                value = decode(cell)
-            except (
-                ValueError,
-                TypeError,
-                OverflowError,
-                RecursionError,
-                bson.errors.BSONError,
-            ) as exc:
-                raise _CellError(
-                    f"column {column.name!r} ({column.type.spec}): {_reason(exc, cell)}"
-                ) from None
-        target = document
-        for key in column.parents:
-            inner = target.get(key)
-            if inner is None:
-                inner = target[key] = {}
-            elif type(inner) is not dict:
-                raise _CellError(f"column {column.name!r} conflicts with column {key!r}")
-            target = inner
-        if column.key in target:
-            raise _CellError(f"column {column.name!r} conflicts with another column")
-        target[column.key] = value
-    return document
+_CELL_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, bson.errors.BSONError)
+
+
+class _RowReader:
+    """Rows to documents for one list of columns, each column's decoder chosen once."""
+
+    def __init__(self, columns: list[_Column]) -> None:
+        self.width = len(columns)
+        self.plan = [(c.key, c.type.decode, c.parents, c) for c in columns]
+
+    def __call__(self, row: list[str]) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        # Only the non-empty cells, each with its column: an empty cell is a missing field.
+        for (key, decode, parents, column), cell in zip(
+            compress(self.plan, row), filter(None, row), strict=True
+        ):
+            if decode is None:
+                value: Any = cell
+            else:
+                try:
+                    value = decode(cell)
+                except _CELL_ERRORS as exc:
+                    raise _CellError(
+                        f"column {column.name!r} ({column.type.spec}): {_reason(exc, cell)}"
+                    ) from None
+            target = document
+            for parent in parents:
+                inner = target.get(parent)
+                if inner is None:
+                    inner = target[parent] = {}
+                elif type(inner) is not dict:
+                    raise _CellError(f"column {column.name!r} conflicts with column {parent!r}")
+                target = inner
+            if key in target:
+                raise _CellError(f"column {column.name!r} conflicts with another column")
+            target[key] = value
+        return document
 
 
 def _reason(exc: BaseException, cell: str) -> str:
@@ -752,35 +1123,47 @@ class CsvFormat:
     ) -> int:
         options = _WriteOptions.parse(typed, plain_values, json_format, neutralize_formulas)
         schema = _Schema(options)
-        with tempfile.TemporaryFile(prefix="hermes-csv-", dir=temp_dir) as spill:
+        with tempfile.TemporaryFile(prefix="hermes-csv-", dir=temp_dir) as file:
+            spill = _Spill(file)
             count = 0
             for count, document in enumerate(documents, start=1):  # noqa: B007
-                raw = _to_bson(document, count)
-                schema.observe(bson.decode(raw, codec_options=_DECODE_OPTIONS), count)
-                spill.write(raw)
+                spill.add(*schema.add(document, count))
             if count == 0:
                 return 0
             schema.finalize()
-            spill.seek(0)
-            rows = map(schema.cells, bson.decode_file_iter(spill, codec_options=_DECODE_OPTIONS))
-            self._write_rows(stream, schema.header(), rows, options.neutralize)
+            stream.write(self._header_line(schema.header(), options.neutralize))
+            self._write_rows(stream, schema, spill)
         return count
 
-    def _write_rows(
-        self, stream: IO[bytes], header: list[str], rows: Iterable[list[str]], neutralize: bool
-    ) -> None:
+    def _header_line(self, header: list[str], neutralize: bool) -> bytes:
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter=self.delimiter, lineterminator=_LINE_END)
         if neutralize:
             header = ["'" + h if h.startswith(_FORMULA_START) else h for h in header]
         writer.writerow(header)
-        for row in rows:
-            writer.writerow(row)
-            if buffer.tell() >= _FLUSH_BYTES:
-                stream.write(buffer.getvalue().encode("utf-8"))
-                buffer.seek(0)
-                buffer.truncate()
-        stream.write(buffer.getvalue().encode("utf-8"))
+        return buffer.getvalue().encode("utf-8")
+
+    def _write_rows(self, stream: IO[bytes], schema: _Schema, spill: _Spill) -> None:
+        delimiter = self.delimiter.encode("utf-8")
+        makers: dict[tuple[int, ...], _RowMaker] = {}
+        rows: list[bytes] = []
+        size = 0
+        for ids, cells in spill:
+            make = makers.get(ids)
+            if make is None:
+                if len(makers) >= _MAX_SHAPES:
+                    makers.clear()
+                make = makers[ids] = _RowMaker(schema, ids, delimiter)
+            row = make(cells)
+            rows.append(row)
+            size += len(row)
+            if size >= _FLUSH_BYTES:
+                rows.append(b"")
+                stream.write(_LINE_END_BYTES.join(rows))
+                rows, size = [], 0
+        if rows:
+            rows.append(b"")
+            stream.write(_LINE_END_BYTES.join(rows))
 
     def read_batches(
         self,
@@ -798,7 +1181,10 @@ class CsvFormat:
         if skip_header:
             layout: _Layout = _Positional(_positional_types(types))
         else:
-            header = _next_row(reader, path, "line 1")
+            try:
+                header = next(reader, None)
+            except csv.Error as exc:
+                raise FormatError(path, _csv_problem(exc, path, "line 1"), "line 1") from None
             if header is None:
                 return iter(())
             layout = _Header(_columns(header, types, path))
@@ -807,12 +1193,28 @@ class CsvFormat:
     def _records(
         self, reader: Any, layout: _Layout, path: str, on_error: ErrorHandler | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        for number, where, row in _rows(reader, path, on_error, layout.blank_is_document):
+        """(``"row N"``, document) for each row; bad rows and cells go to ``on_error``."""
+        number = 0  # data rows; blank lines are not rows
+        document_of = layout.document
+        while True:
+            line = reader.line_num + 1
             try:
-                document = layout.document(row)
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                number += 1
+                where = f"row {number} (line {line})"
+                reject(RecordError(path, where, _csv_problem(exc, path, where)), on_error)
+                continue
+            if not row and not layout.blank_is_document:
+                continue
+            number += 1
+            try:
+                document = document_of(row)
             except _CellError as exc:
-                error = RecordError(path, where, str(exc), _preview(row, self.delimiter))
-                reject(error, on_error)
+                where = f"row {number} (line {line})"
+                reject(RecordError(path, where, str(exc), _preview(row, self.delimiter)), on_error)
                 continue
             yield f"row {number}", document
 
@@ -821,14 +1223,15 @@ class _Header:
     """Rows of a file with a header: one cell per column."""
 
     def __init__(self, columns: list[_Column]) -> None:
-        self.columns = columns
+        self.width = len(columns)
+        self.read = _RowReader(columns)
         # With no column at all, each (empty) line is a document with no fields.
         self.blank_is_document = not columns
 
     def document(self, row: list[str]) -> dict[str, Any]:
-        if len(row) != len(self.columns):
-            raise _CellError(f"{len(row)} cells, the header has {len(self.columns)}")
-        return _row_document(row, self.columns)
+        if len(row) != self.width:
+            raise _CellError(f"{len(row)} cells, the header has {self.width}")
+        return self.read(row)
 
 
 class _Positional:
@@ -838,63 +1241,30 @@ class _Positional:
 
     def __init__(self, types: dict[int, ColumnType]) -> None:
         self.types = types
-        self.layouts: dict[int, list[_Column]] = {}
+        self.readers: dict[int, _RowReader] = {}
 
     def document(self, row: list[str]) -> dict[str, Any]:
-        columns = self.layouts.get(len(row))
-        if columns is None:
-            columns = self.layouts[len(row)] = _positional(len(row), self.types)
-        return _row_document(row, columns)
+        read = self.readers.get(len(row))
+        if read is None:
+            read = self.readers[len(row)] = _RowReader(_positional(len(row), self.types))
+        return read(row)
 
 
 _Layout = _Header | _Positional
 
 
-def _rows(
-    reader: Any, path: str, on_error: ErrorHandler | None, blank_is_document: bool
-) -> Iterator[tuple[int, str, list[str]]]:
-    """(data row number, "row N (line L)", cells) for each row; malformed rows are rejected."""
-    number = 0
-    while True:
-        line = reader.line_num + 1
-        where = f"row {number + 1} (line {line})"
-        try:
-            row = _next_row(reader, path, where)
-        except _RowError as exc:
-            number += 1
-            reject(RecordError(path, where, str(exc)), on_error)
-            continue
-        if row is None:
-            return
-        if not row and not blank_is_document:
-            continue  # a blank line is not a row
-        number += 1
-        yield number, where, row
-
-
-def _next_row(reader: Any, path: str, where: str) -> list[str] | None:
-    """The next row, None at the end; a row that cannot be resynchronised ends the read."""
-    try:
-        return next(reader)
-    except StopIteration:
-        return None
-    except csv.Error as exc:
-        text = str(exc)
-        if "unexpected end of data" in text:
-            raise FormatError(
-                path, "unterminated quoted cell: the quote is never closed", where
-            ) from None
-        if "field larger than field limit" in text:
-            raise FormatError(
-                path,
-                f"a cell exceeds {csv.field_size_limit():,} characters (most likely a quote never "
-                "closed)",
-                where,
-            ) from None
-        if where == "line 1":
-            raise FormatError(path, f"malformed CSV header: {text}", where) from None
-        raise _RowError(f"malformed CSV: {text}") from None
-
-
-class _RowError(ValueError):
-    pass
+def _csv_problem(exc: csv.Error, path: str, where: str) -> str:
+    """What is wrong with a row the csv module refused; a FormatError when reading cannot go on."""
+    text = str(exc)
+    if "unexpected end of data" in text:
+        raise FormatError(path, "unterminated quoted cell: the quote is never closed", where)
+    if "field larger than field limit" in text:
+        raise FormatError(
+            path,
+            f"a cell exceeds {csv.field_size_limit():,} characters (most likely a quote never "
+            "closed)",
+            where,
+        )
+    if where == "line 1":
+        return f"malformed CSV header: {text}"
+    return f"malformed CSV: {text}"
