@@ -9,7 +9,7 @@ The format comes from the file name (``.json``, ``.jsonl``/``.ndjson``, ``.csv``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,13 @@ from hermes.formats.base import (
 )
 
 __all__ = [
+    "EXTENSIONS",
     "Batch",
     "FileFormat",
     "RecordError",
     "WriteResult",
     "detect_format",
+    "format_name",
     "get_format",
     "iter_documents",
     "read_documents",
@@ -40,59 +42,98 @@ __all__ = [
 ]
 
 
-def _registry() -> dict[str, FileFormat]:
-    from hermes.formats.csv import CsvFormat
+def _json() -> FileFormat:
     from hermes.formats.json import JsonFormat
+
+    return JsonFormat()
+
+
+def _jsonl() -> FileFormat:
     from hermes.formats.jsonl import JsonLinesFormat
+
+    return JsonLinesFormat()
+
+
+def _csv() -> FileFormat:
+    from hermes.formats.csv import CsvFormat
+
+    return CsvFormat()
+
+
+def _tsv() -> FileFormat:
+    from hermes.formats.csv import CsvFormat
+
+    return CsvFormat(delimiter="\t", name="tsv", extensions=EXTENSIONS["tsv"])
+
+
+def _parquet() -> FileFormat:
     from hermes.formats.parquet import ParquetFormat
 
-    formats: list[FileFormat] = [
-        JsonFormat(),
-        JsonLinesFormat(),
-        CsvFormat(),
-        CsvFormat(delimiter="\t", name="tsv", extensions=(".tsv",)),
-        ParquetFormat(),
-    ]
-    return {f.name: f for f in formats}
+    return ParquetFormat()
 
 
-_FORMATS: dict[str, FileFormat] | None = None
+#: Each format's file extensions (the first is the one written) and how to load it. A format's
+#: module is imported on first use only: naming a ``.jsonl`` file must not import pyarrow.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "json": (".json",),
+    "jsonl": (".jsonl", ".ndjson"),
+    "csv": (".csv",),
+    "tsv": (".tsv",),
+    "parquet": (".parquet",),
+}
+_LOADERS: dict[str, Callable[[], FileFormat]] = {
+    "json": _json,
+    "jsonl": _jsonl,
+    "csv": _csv,
+    "tsv": _tsv,
+    "parquet": _parquet,
+}
+_LOADED: dict[str, FileFormat] = {}
 _ALIASES = {"ndjson": "jsonl", "jsonlines": "jsonl", "json_lines": "jsonl", "pq": "parquet"}
 
 
 def formats() -> dict[str, FileFormat]:
-    global _FORMATS
-    if _FORMATS is None:
-        _FORMATS = _registry()
-    return _FORMATS
+    """Every format by name (imports them all)."""
+    return {name: _load(name) for name in EXTENSIONS}
+
+
+def _load(name: str) -> FileFormat:
+    fmt = _LOADED.get(name)
+    if fmt is None:
+        fmt = _LOADED[name] = _LOADERS[name]()
+    return fmt
 
 
 def format_names() -> list[str]:
-    return list(formats())
+    return list(EXTENSIONS)
 
 
 def supported_extensions() -> list[str]:
-    return [ext for fmt in formats().values() for ext in fmt.extensions]
+    return [ext for extensions in EXTENSIONS.values() for ext in extensions]
+
+
+def format_name(name: str) -> str:
+    """The registry's name for ``name`` (``ndjson`` -> ``jsonl``), without loading the format."""
+    key = _ALIASES.get(name.lower().lstrip("."), name.lower().lstrip("."))
+    if key not in EXTENSIONS:
+        raise UnsupportedFormatError(
+            f"Unknown format {name!r}; choose one of: {', '.join(format_names())}"
+        )
+    return key
 
 
 def get_format(name: str) -> FileFormat:
     """The format called ``name`` (``json``, ``jsonl``, ``csv``, ``tsv``, ``parquet``)."""
-    key = _ALIASES.get(name.lower().lstrip("."), name.lower().lstrip("."))
-    try:
-        return formats()[key]
-    except KeyError:
-        raise UnsupportedFormatError(
-            f"Unknown format {name!r}; choose one of: {', '.join(format_names())}"
-        ) from None
+    return _load(format_name(name))
 
 
 def detect_format(path: str | Path) -> tuple[FileFormat, str | None]:
     """The format and compression a file name stands for, or a clear error listing the choices."""
     base, compression = split_compression(path)
     lower = base.lower()
-    for fmt in formats().values():
-        if any(lower.endswith(ext) for ext in fmt.extensions):
-            return fmt, compression
+    for name, extensions in EXTENSIONS.items():
+        if lower.endswith(extensions):
+            return _load(name), compression
     choices = ", ".join(supported_extensions())
     raise UnsupportedFormatError(
         f"Cannot tell the format of {str(path)!r} from its name; supported extensions: {choices} "

@@ -27,7 +27,7 @@ from hermes.errors import (
     UnsupportedFormatError,
     WarehouseUnavailableError,
 )
-from hermes.formats import extjson, get_format, read_documents
+from hermes.formats import EXTENSIONS, extjson, format_name, read_documents
 from hermes.formats.base import atomic_output, remove_stale, sha256_file, split_compression
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def compression_suffix(compression: str | None) -> str:
 
 def file_name(collection: str, file_format: str, compression: str | None = None) -> str:
     """``raw_documents`` -> ``raw_documents.jsonl.gz``: the file a collection is written to."""
-    extension = get_format(file_format).extensions[0]
+    extension = EXTENSIONS[format_name(file_format)][0]
     return f"{validate_collection_name(collection)}{extension}{compression_suffix(compression)}"
 
 
@@ -103,13 +103,11 @@ def collection_of(path: str | Path, file_format: str | None = None) -> str | Non
 
     None when the name carries no extension of ``file_format`` (or of any format when None).
     """
-    from hermes.formats import formats
-
     base, _ = split_compression(path)
-    candidates = [get_format(file_format)] if file_format else list(formats().values())
+    names = [format_name(file_format)] if file_format else list(EXTENSIONS)
     lower = base.lower()
-    for fmt in candidates:
-        for extension in fmt.extensions:
+    for name in names:
+        for extension in EXTENSIONS[name]:
             if lower.endswith(extension):
                 return base[: -len(extension)]
     return None
@@ -266,7 +264,7 @@ def _parse_entry(name: str, raw: Any) -> tuple[ManifestEntry | None, list[str]]:
     if not _SHA256.fullmatch(raw["sha256"]):
         problems.append(f"{where}: sha256 {raw['sha256']!r} is not a SHA-256 hex digest")
     try:
-        get_format(raw["format"])
+        format_name(raw["format"])
     except UnsupportedFormatError as exc:
         problems.append(f"{where}: {exc}")
     try:

@@ -96,15 +96,15 @@ def call_with_retry(
     Transient failures are retried with backoff; the last one, or any other driver error,
     becomes a :class:`WarehouseUnavailableError` naming ``what`` was being done.
     """
-    from pymongo.errors import PyMongoError
-
     started = time.monotonic()
     delays: Iterator[float] | None = None
     attempt = 1
     while True:
         try:
             return operation(attempt)
-        except PyMongoError as exc:
+        except Exception as exc:
+            if not isinstance(exc, _driver_error()):
+                raise
             delays = delays or policy.delays()
             delay = next(delays, None) if is_transient(exc) else None
             if delay is None:
@@ -120,6 +120,15 @@ def call_with_retry(
             )
             time.sleep(delay)
             attempt += 1
+
+
+@functools.cache
+def _driver_error() -> type[Exception]:
+    """pymongo's base error, imported on first need (the command line starts without pymongo);
+    cached, since every document a cursor yields passes through :func:`call_with_retry`."""
+    from pymongo.errors import PyMongoError
+
+    return PyMongoError
 
 
 def unavailable(
@@ -197,17 +206,23 @@ def resumable_find(
     raw_collection = collection.with_options(
         codec_options=codec_options.with_options(document_class=RawBSONDocument)
     )
+    already_raw = codec_options.document_class is RawBSONDocument
     keeps_id = not projection or bool(projection.get("_id", True))
     by_id = not filter_ and not sort and keeps_id
     order = None if by_id else _total_order(sort)
     what = f"reading {collection.name}"
     yielded = 0
+    last: Any = _MISSING  # the last document yielded; its ``_id`` is read only to reopen
     last_id: Any = _MISSING
     reopened = False
 
     def open_cursor(attempt: int) -> Any:
-        nonlocal reopened
+        nonlocal reopened, last_id
         remaining = limit - yielded if limit else 0
+        if last is not _MISSING:
+            # Reading ``_id`` off a raw document decodes all of it: once per reopening, not
+            # once per document.
+            last_id = last["_id"]
         cursor = raw_collection.find(
             filter_, projection=projection, sort=order, limit=remaining, batch_size=batch_size
         )
@@ -226,7 +241,7 @@ def resumable_find(
             cursor.close()
             cursor = open_cursor(attempt)
         for raw in cursor:
-            document = bson.decode(raw.raw, codec_options=codec_options)
+            document = raw if already_raw else bson.decode(raw.raw, codec_options=codec_options)
             if reopened:
                 reopened = False
                 if _same_id(document, last_id):
@@ -240,7 +255,7 @@ def resumable_find(
             yield document
             yielded += 1
             if by_id:
-                last_id = document["_id"]
+                last = document
             if limit and yielded >= limit:
                 return
     finally:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from hermes.errors import FormatError, UnsupportedFormatError
+from hermes.formats import EXTENSIONS as REGISTRY_EXTENSIONS
 from hermes.formats import (
     detect_format,
     format_names,
@@ -121,3 +125,28 @@ def test_a_reader_that_stops_at_a_bad_record_first_hands_over_the_documents_befo
         for batch in read_documents(path, batch_size=1000):
             read.extend(document["n"] for document in batch.documents)
     assert (read, caught.value.location) == ([1, 2], location)
+
+
+def test_the_registry_lists_the_extensions_each_format_declares():
+    for name in format_names():
+        assert get_format(name).extensions == REGISTRY_EXTENSIONS[name]
+
+
+def test_naming_a_json_lines_file_does_not_import_the_parquet_machinery():
+    """A format's module loads on first use: a JSON Lines export or a status need no pyarrow
+    (a few hundred milliseconds of start-up for every command)."""
+    probe = (
+        "import sys\n"
+        "from hermes.formats import detect_format, write_documents, read_documents\n"
+        "from hermes.storage._backup import file_name, collection_of\n"
+        "import tempfile, pathlib\n"
+        "path = pathlib.Path(tempfile.mkdtemp()) / file_name('raw_documents', 'jsonl')\n"
+        "write_documents(path, [{'_id': 1}])\n"
+        "assert list(read_documents(path))[0].documents == [{'_id': 1}]\n"
+        "assert collection_of(path) == 'raw_documents'\n"
+        "print('pyarrow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
