@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import bson
+import orjson
 from bson import Decimal128, Int64, ObjectId
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions, DatetimeConversion
@@ -163,10 +164,13 @@ def _parse_bool(text: str) -> bool:
 
 def _parse_date(text: str) -> datetime:
     parsed = datetime.fromisoformat(text.strip())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    parsed = parsed.astimezone(timezone.utc)
-    return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+    if parsed.tzinfo is not timezone.utc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.astimezone(timezone.utc)
+    if parsed.microsecond % 1000:
+        parsed = parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+    return parsed
 
 
 def _parse_decimal(text: str) -> Decimal128:
@@ -177,6 +181,12 @@ def _parse_decimal(text: str) -> Decimal128:
 
 
 def _parse_json(text: str) -> Any:
+    if '"$' not in text and "\\u0024" not in text:
+        # No key can start with "$": no type wrapper, no DBRef; plain JSON is the value.
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # NaN, big integers...: the full reader below
     # Parsed as the element of a list, so a DBRef-shaped object reads back as a DBRef.
     values = extjson.loads("[" + text + "]")
     if len(values) != 1:
@@ -1025,10 +1035,18 @@ class _RowReader:
     """Rows to documents for one list of columns, each column's decoder chosen once."""
 
     def __init__(self, columns: list[_Column]) -> None:
-        self.width = len(columns)
         self.plan = [(c.key, c.type.decode, c.parents, c) for c in columns]
+        self.compiled = _compiled_reader(columns)
 
     def __call__(self, row: list[str]) -> dict[str, Any]:
+        if self.compiled is not None:
+            try:
+                return self.compiled(row)
+            except _CELL_ERRORS:
+                pass  # the general reading says which cell and why
+        return self._read(row)
+
+    def _read(self, row: list[str]) -> dict[str, Any]:
         document: dict[str, Any] = {}
         # Only the non-empty cells, each with its column: an empty cell is a missing field.
         for (key, decode, parents, column), cell in zip(
@@ -1055,6 +1073,101 @@ class _RowReader:
                 raise _CellError(f"column {column.name!r} conflicts with another column")
             target[key] = value
         return document
+
+
+@dataclass(eq=False)
+class _Group:
+    """Columns sharing a sub-document, in a header being compiled."""
+
+    key: str
+    items: list[_Column | _Group] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+
+#: Headers wider, or sub-documents deeper, take the general loop (Python limits nested blocks).
+_MAX_COMPILED_WIDTH = 4096
+_MAX_COMPILED_DEPTH = 12
+
+
+def _column_tree(columns: list[_Column]) -> _Group | None:
+    """Columns nested by sub-document; None unless each sub-document's columns are side by side
+    and no column lies inside another's value (then no cell can conflict with another)."""
+    root = _Group("")
+    for column in columns:
+        if len(column.parents) > _MAX_COMPILED_DEPTH:
+            return None
+        level = root
+        for key in column.parents:
+            last = level.items[-1] if level.items else None
+            if isinstance(last, _Group) and last.key == key:
+                level = last
+                continue
+            if key in level.names:
+                return None
+            level.names.add(key)
+            group = _Group(key)
+            level.items.append(group)
+            level = group
+        if column.key in level.names:
+            return None
+        level.names.add(column.key)
+        level.items.append(column)
+    return root
+
+
+def _compiled_reader(columns: list[_Column]) -> Callable[[list[str]], dict[str, Any]] | None:
+    """Straight-line Python for a regular header: a test and a store per cell, no loop.
+
+    The generated code names only cells, keys and decoders by position (``c3``, ``k3``,
+    ``d3``); the header's text never becomes code. None for other headers.
+    """
+    tree = _column_tree(columns) if 0 < len(columns) <= _MAX_COMPILED_WIDTH else None
+    if tree is None:
+        return None
+    cells = ", ".join(f"c{c.index}" for c in columns)
+    body = ["    def read(row):", f"        [{cells}] = row", "        g0 = {}"]
+    group_keys: list[str] = []
+    _emit(tree, "g0", 2, body, group_keys)
+    body.append("        return g0")
+    bindings = [f"    k{c.index} = keys[{c.index}]" for c in columns]
+    bindings += [f"    d{c.index} = decoders[{c.index}]" for c in columns if c.type.decode]
+    bindings += [f"    g{n}k = group_keys[{n}]" for n in range(1, len(group_keys))]
+    source = "\n".join(
+        ["def make(keys, decoders, group_keys):", *bindings, *body, "    return read"]
+    )
+    namespace: dict[str, Any] = {}
+    exec(
+        compile(source, "<csv header>", "exec"), namespace
+    )  # names and indexes only: no header text
+    keys = [c.key for c in columns]
+    decoders = [c.type.decode for c in columns]
+    return namespace["make"](keys, decoders, group_keys)
+
+
+def _emit(group: _Group, target: str, depth: int, out: list[str], group_keys: list[str]) -> None:
+    indent = "    " * depth
+    if not group_keys:
+        group_keys.append("")  # g0 is the document
+    for item in group.items:
+        if isinstance(item, _Column):
+            i = item.index
+            value = f"d{i}(c{i})" if item.type.decode else f"c{i}"
+            out.append(f"{indent}if c{i}: {target}[k{i}] = {value}")
+            continue
+        n = len(group_keys)
+        group_keys.append(item.key)
+        present = " or ".join(f"c{c.index}" for c in _tree_columns(item))
+        out.append(f"{indent}if {present}:")
+        out.append(f"{indent}    g{n} = {target}[g{n}k] = {{}}")
+        _emit(item, f"g{n}", depth + 1, out, group_keys)
+
+
+def _tree_columns(group: _Group) -> Iterator[_Column]:
+    for item in group.items:
+        if isinstance(item, _Column):
+            yield item
+        else:
+            yield from _tree_columns(item)
 
 
 def _reason(exc: BaseException, cell: str) -> str:
