@@ -90,10 +90,10 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
-from itertools import accumulate, chain, islice, pairwise
+from itertools import accumulate, chain, islice, pairwise, repeat
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import IO, Any
@@ -120,6 +120,8 @@ FORMAT_NAME = "hermes-parquet"
 FORMAT_VERSION = 1
 KEYS_COLUMN = "__hermes_keys"
 DEFAULT_ROW_GROUP_SIZE = 10_000
+#: Documents converted to Arrow at a time (a row group is made of several such chunks).
+CHUNK_ROWS = 1000
 DEFAULT_COMPRESSION = "zstd"
 _CODECS = ("zstd", "snappy", "gzip", "brotli", "lz4", "none")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -632,8 +634,7 @@ class _Codec:
             self.decode(desc, child) for (_, desc), child in zip(fields, children, strict=True)
         ]
         keys = [key for key, _ in fields]
-        documents = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
-        return _with_nulls(documents, array)
+        return _with_nulls(_dicts(keys, columns), array)
 
 
 def _arrow_matches(desc: Desc, arrow_type: pa.DataType) -> bool:
@@ -657,6 +658,12 @@ def _arrow_matches(desc: Desc, arrow_type: pa.DataType) -> bool:
     return arrow_type == pa.binary()
 
 
+def _dicts(keys: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
+    """One dict per row of ``columns`` (lists of one length), with ``keys`` in order."""
+    # Built by map rather than a comprehension, without zip's strict check: a third faster.
+    return list(map(dict, map(zip, repeat(keys), zip(*columns, strict=False))))
+
+
 def _mapped(convert: Converter, array: pa.Array) -> list[Any]:
     values = array.to_pylist()
     if not array.null_count:
@@ -673,6 +680,9 @@ def _with_nulls(values: list[Any], array: pa.Array) -> list[Any]:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+#: The dates Python holds, in milliseconds from the epoch.
+_MIN_MILLIS = (datetime.min.replace(tzinfo=_UTC) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_MILLIS = (datetime.max.replace(tzinfo=_UTC) - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _decode_dates(array: pa.Array) -> list[Any]:
@@ -682,7 +692,10 @@ def _decode_dates(array: pa.Array) -> list[Any]:
     millis = array.view(pa.int64())
     if array.null_count:
         millis = pc.fill_null(millis, 0)
-    deltas = millis.to_numpy().astype("timedelta64[ms]").astype(object)
+    numbers = millis.to_numpy()
+    if len(numbers) and (numbers.min() < _MIN_MILLIS or numbers.max() > _MAX_MILLIS):
+        raise OverflowError("a date outside the years 1 to 9999")
+    deltas = numbers.astype("timedelta64[ms]").astype(object)
     return _with_nulls(list(map(_EPOCH.__add__, deltas)), array)
 
 
@@ -839,7 +852,8 @@ class _Schema:
             merged[name] = _unify(merged[name], desc) if name in merged else desc
         grown = bool(self.columns) and len(merged) > len(self.columns)
         has_keys = self.has_keys or needs_keys or grown or not merged
-        return _Schema(tuple(merged.items()), has_keys)
+        widened = _Schema(tuple(merged.items()), has_keys)
+        return self if widened == self else widened  # keeps the cached Arrow schema
 
 
 def _leaf_paths(path: str, desc: Desc) -> Iterator[tuple[str, Desc]]:
@@ -921,42 +935,62 @@ class _Segment:
 
 
 class _SegmentedWriter:
-    """Writes batches of documents to temporary segment files, one per schema."""
+    """Writes documents to temporary segment files, one per schema, a row group at a time.
 
-    def __init__(self, folder: Path, codec: _Codec, writer_options: dict[str, Any]) -> None:
+    Documents come in chunks (:data:`CHUNK_ROWS`), each converted to an Arrow table while its
+    documents are fresh in the processor's cache; the tables of a row group wait (as Arrow,
+    several times smaller than the documents) until it is full. A chunk that widens the
+    schema re-encodes the waiting tables it affects, as segments are at the end.
+    """
+
+    def __init__(
+        self, folder: Path, codec: _Codec, writer_options: dict[str, Any], row_group_size: int
+    ) -> None:
         self.folder = folder
         self.codec = codec
         self.writer_options = writer_options
+        self.row_group_size = row_group_size
         self.segments: list[_Segment] = []
+        self.pending: list[tuple[_Schema, pa.Table]] = []
+        self.pending_rows = 0
 
     @property
     def current(self) -> _Segment | None:
         return self.segments[-1] if self.segments else None
 
-    def write(self, documents: list[Document]) -> None:
-        rows = len(documents)
-        values, shape = _columns(documents)
-        flats: _Flats = {}
-        descs = {name: _infer_column(column, flats) for name, column in values.items()}
+    @property
+    def schema(self) -> _Schema:
+        """The schema that holds every row so far."""
+        if self.pending:
+            return self.pending[-1][0]
         current = self.current
-        base = current.schema if current else _Schema((), False)
-        names = tuple(dict.fromkeys([*base.names, *values]))
-        keys = _document_keys(documents, names, shape)
-        schema = base.widened(descs, keys is not None)
-        if current is None or schema != current.schema:
-            self._start_segment(schema)
-        arrays = [
-            self.codec.to_arrow(desc, values.pop(name), flats)
-            if name in values
-            else pa.nulls(rows, _arrow_type(desc))
-            for name, desc in schema.columns
+        return current.schema if current else _Schema((), False)
+
+    def write(self, documents: list[Document]) -> None:
+        """Convert ``documents``; write a row group each time ``row_group_size`` rows wait."""
+        while documents:
+            room = self.row_group_size - self.pending_rows
+            part, documents = documents[:room], documents[room:]
+            schema, table = _to_table(part, self.schema, self.codec)
+            self.pending.append((schema, table))
+            self.pending_rows += table.num_rows
+            if self.pending_rows >= self.row_group_size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the waiting rows as one row group, in a new segment if the schema changed."""
+        if not self.pending:
+            return
+        final = self.pending[-1][0]
+        tables = [
+            table if schema == final else _convert_table(table, schema, final, self.codec)
+            for schema, table in self.pending
         ]
-        flats.clear()
-        if schema.has_keys:
-            arrays.append(
-                pa.nulls(rows, _KEYS_TYPE) if keys is None else pa.array(keys, _KEYS_TYPE)
-            )
-        self._write_table(pa.Table.from_arrays(arrays, schema=schema.arrow_schema))
+        self.pending, self.pending_rows = [], 0
+        current = self.current
+        if current is None or current.schema != final:
+            self._start_segment(final)
+        self._write_table(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
 
     def _start_segment(self, schema: _Schema) -> None:
         self.close()
@@ -1001,6 +1035,26 @@ class _SegmentedWriter:
                         writer.write_table(table, row_group_size=max(1, table.num_rows))
         finally:
             writer.close()
+
+
+def _to_table(documents: list[Document], base: _Schema, codec: _Codec) -> tuple[_Schema, pa.Table]:
+    """The documents as a table of ``base`` widened to hold them, and that schema."""
+    rows = len(documents)
+    values, shape = _columns(documents)
+    flats: _Flats = {}
+    descs = {name: _infer_column(column, flats) for name, column in values.items()}
+    names = tuple(dict.fromkeys([*base.names, *values]))
+    keys = _document_keys(documents, names, shape)
+    schema = base.widened(descs, keys is not None)
+    arrays = [
+        codec.to_arrow(desc, values.pop(name), flats)
+        if name in values
+        else pa.nulls(rows, _arrow_type(desc))
+        for name, desc in schema.columns
+    ]
+    if schema.has_keys:
+        arrays.append(pa.nulls(rows, _KEYS_TYPE) if keys is None else pa.array(keys, _KEYS_TYPE))
+    return schema, pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
 
 
 def _infer_column(values: list[Any], flats: _Flats) -> Desc:
@@ -1123,8 +1177,9 @@ class _Layout:
         values = [column.decode(batch, bad) for column in self.columns]
         names = self.names
         if self.keys_index is None:
-            rows = zip(*values, strict=True) if values else ([] for _ in range(batch.num_rows))
-            documents: list[Document | None] = [dict(zip(names, row, strict=True)) for row in rows]
+            documents: list[Document | None] = (
+                _dicts(names, values) if values else [{} for _ in range(batch.num_rows)]
+            )
         else:
             keys = batch.column(self.keys_index).to_pylist()
             documents = [self._document(values, keys, row, bad) for row in range(len(keys))]
@@ -1420,21 +1475,20 @@ class ParquetFormat:
         options = _writer_options(compression)
         count = 0
         with tempfile.TemporaryDirectory(prefix="hermes-parquet-", dir=temp_dir) as folder:
-            writer = _SegmentedWriter(Path(folder), codec, options)
+            writer = _SegmentedWriter(Path(folder), codec, options, max(1, int(row_group_size)))
             try:
-                for batch in _batches(documents, max(1, int(row_group_size))):
-                    count += len(batch)
-                    writer.write(batch)
-                    # Let the documents go before the next batch is gathered: two batches of
-                    # Python documents alive at once would double the peak memory.
-                    batch.clear()
+                for chunk in _chunks(documents, min(CHUNK_ROWS, writer.row_group_size)):
+                    count += len(chunk)
+                    writer.write(chunk)
+                    chunk.clear()  # the documents go before the next chunk is gathered
+                writer.flush()
             finally:
                 writer.close()
             writer.finish(stream)
         return count
 
 
-def _batches(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Document]]:
+def _chunks(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Document]]:
     """Lists of ``size`` documents as plain dicts (gathered by ``islice``, in C)."""
     iterator = iter(documents)
     while batch := list(islice(iterator, size)):
