@@ -347,7 +347,7 @@ def column_path(name: str) -> tuple[str, ...]:
 # BSON first, exactly as the warehouse would store it.
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Field:
     """One field name at one level of nesting: a column, or a group of dotted columns."""
 
@@ -358,8 +358,9 @@ class _Field:
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Key orders of this (sub-)document already observed (bounded), so each is observed once.
     orders: set[tuple[str, ...]] = field(default_factory=set)
-    #: Leaf id of each natural type this field has held.
+    #: Leaf id of each natural type this field has held; the one for strings kept at hand.
     leaf_ids: dict[str, int] = field(default_factory=dict)
+    string_leaf: int = -1
     groups: int = 0  # rows where the field is a sub-document that flattens (0 or 1 is enough)
     leaves: int = 0  # rows where it is anything else
     leaf_type: str | None = None
@@ -433,8 +434,16 @@ def _render_double(value: float) -> _Rendered:
 
 def _render_date(value: datetime) -> _Rendered:
     zone = value.tzinfo
-    if zone is _UTC:
-        return "date", value.isoformat(timespec="milliseconds")[:-6].encode() + b"Z"
+    if zone is _UTC:  # isoformat() takes twice as long
+        return "date", b"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond // 1000,
+        )
     if zone is None or not value.utcoffset():
         return "date", _date_text(value).encode()
     raise _Misfit  # in UTC it may fall outside the years a datetime holds
@@ -587,30 +596,33 @@ class _Schema:
         cells: list[bytes],
     ) -> None:
         children = parent.children
+        add_id, add_cell = ids.append, cells.append
         for key, value in mapping.items():
             child = children[key]
             kind = type(value)
             if kind is str and value:
-                leaf_type, text = "string", value.encode()
-            elif kind is dict and child.can_group and self._opens(child, value, row, renderers):
+                leaf = child.string_leaf
+                if leaf < 0:
+                    leaf = self._new_leaf(child, "string", value, row)
+                add_id(leaf)
+                add_cell(value.encode())
+                continue
+            if kind is dict and child.can_group and self._opens(child, value, row, renderers):
                 self._walk(child, value, row, renderers, ids, cells)
                 continue
+            render = renderers.get(kind)
+            if render is not None:
+                leaf_type, text = render(value)
+            elif renderers is self._given:
+                raise _Misfit
             else:
-                render = renderers.get(kind)
-                if render is not None:
-                    leaf_type, text = render(value)
-                elif renderers is self._given:
-                    raise _Misfit
-                else:
-                    leaf_type, text = (
-                        natural_type(value),
-                        _json_bytes(value, self.options.canonical),
-                    )
+                leaf_type = natural_type(value)
+                text = _json_bytes(value, self.options.canonical)
             leaf = child.leaf_ids.get(leaf_type)
             if leaf is None:
                 leaf = self._new_leaf(child, leaf_type, value, row)
-            ids.append(leaf)
-            cells.append(text)
+            add_id(leaf)
+            add_cell(text)
 
     def _opens(
         self, node: _Field, value: dict[str, Any], row: int, renderers: dict[type, _Renderer]
@@ -645,6 +657,8 @@ class _Schema:
             node.leaf_type = leaf_type if node.leaf_type is None else "json"
         leaf = node.leaf_ids[leaf_type] = len(self.leaves)
         self.leaves.append((node, leaf_type))
+        if leaf_type == "string":
+            node.string_leaf = leaf
         return leaf
 
     # -- after the first pass ------------------------------------------------------------------
