@@ -93,8 +93,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
-from itertools import accumulate, chain, islice, pairwise, repeat
-from operator import attrgetter, itemgetter
+from itertools import accumulate, chain, compress, islice, pairwise, repeat
+from operator import attrgetter, is_, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -516,27 +516,36 @@ class _Codec:
         In relaxed mode a value made of JSON types only is its plain JSON: orjson alone writes
         it, with no hook. The full encoder takes over where orjson meets another type, or where
         the text may hide what plain JSON gets wrong: ``"$`` (a key that poses as a wrapper,
-        refused) or ``null`` standing for a NaN or an infinity.
+        refused) or ``null`` standing for a NaN or an infinity. Both are looked for in all the
+        texts at once first, and value by value only when found (``null`` only when the values
+        hold a float at all).
         """
         exact = self._json_text
         if self.canonical:
             return [None if value is None else exact(value) for value in values]
         dumps = orjson.dumps
         texts: list[bytes | None] = []
-        append = texts.append
-        for value in values:
+        plain: list[int] = []  # the rows orjson wrote alone
+        for row, value in enumerate(values):
             if value is None:
-                append(None)
+                texts.append(None)
                 continue
             try:
-                text = dumps(value, option=_PLAIN_JSON)
+                texts.append(dumps(value, option=_PLAIN_JSON))
             except orjson.JSONEncodeError:
-                text = exact(value)
+                texts.append(exact(value))
             else:
-                # ``$`` alone is found by memchr: the two-byte search runs only when needed.
-                if (b"$" in text and b'"$' in text) or (b"null" in text and not _finite(value)):
-                    text = exact(value)
-            append(text)
+                plain.append(row)
+        joined = b"".join(filter(None, texts))
+        check_dollar = b"$" in joined  # memchr: the two-byte search runs only when needed
+        check_null = b"null" in joined and _holds_float(values)
+        if check_dollar or check_null:
+            for row in plain:
+                text: Any = texts[row]
+                if (check_dollar and b'"$' in text) or (
+                    check_null and b"null" in text and not _finite(values[row])
+                ):
+                    texts[row] = exact(values[row])
         return texts
 
     def storage_converter(self, desc: Desc) -> Converter | None:
@@ -747,6 +756,28 @@ def _finite(value: Any) -> bool:
 
 
 _NO_FLOAT = frozenset({str, int, bool, _NONE_TYPE})
+
+
+def _holds_float(values: list[Any]) -> bool:
+    """Whether a float is anywhere in ``values``: dicts and lists are opened a level at a time
+    by C iterators, not by a Python call per value."""
+    level = values
+    while level:
+        kinds = _kinds(level)
+        if float in kinds:
+            return True
+        inside = []
+        if dict in kinds:
+            inside.append(chain.from_iterable(map(dict.values, _of_type(level, dict))))
+        if list in kinds:
+            inside.append(chain.from_iterable(_of_type(level, list)))
+        level = list(chain.from_iterable(inside))
+    return False
+
+
+def _of_type(values: list[Any], kind: type) -> Iterator[Any]:
+    """The values whose type is exactly ``kind``."""
+    return compress(values, map(is_, map(type, values), repeat(kind)))
 
 
 #: Values turned into Extended JSON text before their texts become Arrow data.
