@@ -82,11 +82,9 @@ static inline int reserve(Encoder *e, size_t extra) {
 /* The unchecked writers below are only called after a reserve() that covers them. */
 static inline void put_char(Encoder *e, char c) { e->buf[e->len++] = c; }
 
-/* Copy n bytes with fixed-size moves when n is small (a libc call costs more than the copy). */
-static inline void copy_bytes(char *dst, const char *src, size_t n) {
-    if (n > 24) {
-        memcpy(dst, src, n);
-    } else if (n >= 16) {
+/* Copy n <= 24 bytes with fixed-size moves (a library call costs more than such a copy). */
+static inline void copy_small(char *dst, const char *src, size_t n) {
+    if (n >= 16) {
         memcpy(dst, src, 16);
         memcpy(dst + n - 8, src + n - 8, 8);
     } else if (n >= 8) {
@@ -102,8 +100,13 @@ static inline void copy_bytes(char *dst, const char *src, size_t n) {
     }
 }
 
+static inline void put_small(Encoder *e, const char *s, size_t n) {
+    copy_small(e->buf + e->len, s, n);
+    e->len += n;
+}
+
 static inline void put_bytes(Encoder *e, const char *s, size_t n) {
-    copy_bytes(e->buf + e->len, s, n);
+    memcpy(e->buf + e->len, s, n);
     e->len += n;
 }
 
@@ -116,7 +119,7 @@ static void put_uint64(Encoder *e, uint64_t v) {
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    put_bytes(e, tmp + i, (size_t)(20 - i));
+    put_small(e, tmp + i, (size_t)(20 - i));
 }
 
 static void put_int64(Encoder *e, int64_t v) {
@@ -227,7 +230,7 @@ static int put_string(Encoder *e, const uint8_t *s, size_t n) {
             if (!k) {
                 return ENC_DECLINE;
             }
-            put_bytes(e, (const char *)s + i, k);
+            put_small(e, (const char *)s + i, k);
             i += k;
             continue;
         }
@@ -239,7 +242,7 @@ static int put_string(Encoder *e, const uint8_t *s, size_t n) {
             put_char(e, '\\');
             if (esc == 1) {
                 char u[5] = {'u', '0', '0', HEX[c >> 4], HEX[c & 15]};
-                put_bytes(e, u, 5);
+                put_small(e, u, 5);
             } else {
                 put_char(e, esc);
             }
@@ -266,81 +269,91 @@ static inline const uint8_t *find_nul(const uint8_t *p, const uint8_t *end) {
 /* Doubles                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The shortest decimal that reads back as v: digits (no leading or trailing zeros) and the
- * position of the decimal point, v = 0.DIGITS x 10^decpt. */
+/* The shortest decimal that reads back as v: digits x 10^exponent10 (digits > 0). */
 typedef struct {
-    char digits[24];
-    int ndigits;
-    int decpt;
-} Decimal;
+    uint64_t digits;
+    int exponent10;
+} Shortest;
 
 static const char DIGIT_PAIRS[] = "00010203040506070809101112131415161718192021222324252627282930"
                                   "31323334353637383940414243444546474849505152535455565758596061"
                                   "6263646566676869707172737475767778798081828384858687888990919293"
                                   "949596979899";
 
-/* Write v's decimal digits so that they end just before ``end``; returns where they start. */
-static char *digits_before(char *end, uint32_t v) {
-    while (v >= 100) {
-        uint32_t pair = v % 100;
-        v /= 100;
-        end -= 2;
-        memcpy(end, DIGIT_PAIRS + 2 * pair, 2);
+static const uint64_t POWERS_OF_TEN[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL,
+};
+
+/* Number of decimal digits of v > 0. */
+static inline int count_digits(uint64_t v) {
+#if defined(__GNUC__)
+    int guess = ((64 - __builtin_clzll(v)) * 1233) >> 12; /* floor(log10(2^bits)) */
+    return guess + (v >= POWERS_OF_TEN[guess]);
+#else
+    int n = 1;
+    while (n < 20 && v >= POWERS_OF_TEN[n]) {
+        n++;
     }
-    if (v >= 10) {
-        end -= 2;
-        memcpy(end, DIGIT_PAIRS + 2 * v, 2);
-    } else {
-        *--end = (char)('0' + v);
-    }
-    return end;
+    return n;
+#endif
 }
 
-/* Exactly eight digits (leading zeros included) ending just before ``end``. */
-static char *eight_digits_before(char *end, uint32_t v) {
-    for (int i = 0; i < 4; i++) {
-        uint32_t pair = v % 100;
-        v /= 100;
-        end -= 2;
-        memcpy(end, DIGIT_PAIRS + 2 * pair, 2);
-    }
-    return end;
+/* Exactly four digits of v < 10000 at out[0..4). */
+static inline void four_digits(char *out, uint32_t v) {
+    memcpy(out, DIGIT_PAIRS + 2 * (v / 100), 2);
+    memcpy(out + 2, DIGIT_PAIRS + 2 * (v % 100), 2);
 }
 
-/* digits x 10^exponent10 (digits > 0, below 10^18) as a Decimal. */
-static void decimal_from_integer(Decimal *d, uint64_t digits, int exponent10) {
-    while (digits % 100000000 == 0) {
-        digits /= 100000000;
-        exponent10 += 8;
+/* Write the decimal digits of v so that they end just before ``end``. */
+static void digits_before(char *end, uint64_t v) {
+    if (v >= 100000000) {
+        uint32_t low = (uint32_t)(v % 100000000); /* exactly eight digits, leading zeros kept */
+        v /= 100000000;
+        four_digits(end - 8, low / 10000);
+        four_digits(end - 4, low % 10000);
+        end -= 8;
     }
-    if (digits % 10000 == 0) {
-        digits /= 10000;
-        exponent10 += 4;
+    uint32_t high = (uint32_t)v; /* below 10^10: a double has at most 17 digits */
+    while (high >= 10000) {
+        four_digits(end - 4, high % 10000);
+        high /= 10000;
+        end -= 4;
     }
-    if (digits % 100 == 0) {
-        digits /= 100;
-        exponent10 += 2;
+    if (high >= 100) {
+        memcpy(end - 2, DIGIT_PAIRS + 2 * (high % 100), 2);
+        high /= 100;
+        end -= 2;
     }
-    if (digits % 10 == 0) {
-        digits /= 10;
-        exponent10 += 1;
-    }
-    char tmp[24];
-    char *end = tmp + sizeof(tmp), *start;
-    if (digits >= 100000000) {
-        start = eight_digits_before(end, (uint32_t)(digits % 100000000));
-        start = digits_before(start, (uint32_t)(digits / 100000000));
+    if (high >= 10) {
+        memcpy(end - 2, DIGIT_PAIRS + 2 * high, 2);
     } else {
-        start = digits_before(end, (uint32_t)digits);
+        end[-1] = (char)('0' + high);
     }
-    int n = (int)(end - start);
-    copy_bytes(d->digits, start, (size_t)n);
-    d->ndigits = n;
-    d->decpt = n + exponent10;
+}
+
+static void strip_zeros(Shortest *d) {
+    while (d->digits % 100000000 == 0) {
+        d->digits /= 100000000;
+        d->exponent10 += 8;
+    }
+    if (d->digits % 10000 == 0) {
+        d->digits /= 10000;
+        d->exponent10 += 4;
+    }
+    if (d->digits % 100 == 0) {
+        d->digits /= 100;
+        d->exponent10 += 2;
+    }
+    if (d->digits % 10 == 0) {
+        d->digits /= 10;
+        d->exponent10 += 1;
+    }
 }
 
 #ifdef __SIZEOF_INT128__
-#define HAVE_SCALED_DIGITS 1
 typedef unsigned __int128 u128;
 
 /* 10^j ~ F x 2^E with F in [2^127, 2^128) rounded down, for every j = -floor(q log10 2) a
@@ -355,7 +368,7 @@ static Pow10 pow10_table[POW10_JMAX - POW10_JMIN + 1];
 static int pow10_ready = 0;
 
 /* The top 128 bits of a positive int and the power of two they stand for. */
-static int top128(PyObject *x, int extra_shift, Pow10 *out) {
+static int top128(PyObject *x, Pow10 *out) {
     PyObject *bits_obj = PyObject_CallMethod(x, "bit_length", NULL);
     if (!bits_obj) {
         return -1;
@@ -383,7 +396,7 @@ static int top128(PyObject *x, int extra_shift, Pow10 *out) {
     }
     out->lo = PyLong_AsUnsignedLongLongMask(top);
     out->hi = PyLong_AsUnsignedLongLongMask(high);
-    out->exponent = (int)(bits - 128) + extra_shift;
+    out->exponent = (int)(bits - 128);
     Py_DECREF(top);
     Py_DECREF(high);
     return PyErr_Occurred() ? -1 : 0;
@@ -401,7 +414,7 @@ static int build_pow10_table(void) {
         goto done;
     }
     for (int j = 0; j <= POW10_JMAX || j <= -POW10_JMIN; j++) {
-        if (j <= POW10_JMAX && top128(power, 0, &pow10_table[j - POW10_JMIN]) < 0) {
+        if (j <= POW10_JMAX && top128(power, &pow10_table[j - POW10_JMIN]) < 0) {
             goto done;
         }
         if (j > 0 && -j >= POW10_JMIN) {
@@ -417,12 +430,13 @@ static int build_pow10_table(void) {
             if (!quotient) {
                 goto done;
             }
-            int failed = top128(quotient, 0, &pow10_table[-j - POW10_JMIN]) < 0;
+            int failed = top128(quotient, &pow10_table[-j - POW10_JMIN]) < 0;
             Py_DECREF(quotient);
             if (failed) {
                 goto done;
             }
-            /* quotient < 2^128 already: top128 did not shift it; its scale is 2^-(127 + L). */
+            /* The quotient has exactly 128 bits (top128 kept it as is); it stands for
+             * 10^-j x 2^(127 + L). */
             pow10_table[-j - POW10_JMIN].exponent = -(int)(127 + bits);
         }
         PyObject *next = PyNumber_Multiply(power, ten);
@@ -458,14 +472,15 @@ static inline int within(u128 distance, u128 gap) {
 
 /*
  * Shortest digits from 128-bit arithmetic. With k = floor(log10(2^q)), v = c x 2^q scaled by
- * 10^-k is T = c x w, where w = 2^q x 10^-k lies in [1, 10): the decimals that read back as v are the numbers within a half-gap of T (w/2 above; below too,
- * except w/4 when c is a power of two whose lower neighbour is closer). That interval is
+ * 10^-k is T = c x w, where w = 2^q x 10^-k lies in [1, 10): the decimals that read back as v
+ * are the numbers within a half-gap of T (w/2 above; below too, except w/4 when c is a power of
+ * two whose lower neighbour is closer). That interval is
  * narrower than 10, so it holds at most one multiple of 10: when it does, that is the shortest
  * decimal; otherwise the shortest decimals are the integers inside, of which the nearest to T
  * is the one printed. T and the gaps are approximated within MARGIN; a candidate too close to a
  * boundary or a tie to decide makes this return 0 and the exact path decides.
  */
-static int shortest_scaled(double v, Decimal *d) {
+static int shortest_scaled(double v, Shortest *d) {
     uint64_t bits;
     memcpy(&bits, &v, 8);
     uint64_t fraction = bits & ((1ULL << 52) - 1);
@@ -480,21 +495,17 @@ static int shortest_scaled(double v, Decimal *d) {
         return 0;
     }
     const Pow10 *p = &pow10_table[j - POW10_JMIN];
-    int shift = -(q + p->exponent) - 64; /* T x 2^64 = (c x F) >> shift */
-    if (shift < 8 || shift > 120) {
+    /* T x 2^64 = (c x F) >> shift. The table makes shift 60..63 for every q; the error bound
+     * (below c / 2^shift + 1 < 2 units) needs shift >= 53. */
+    int shift = -(q + p->exponent) - 64;
+    if (shift < 56 || shift > 63) {
         return 0;
     }
-    /* c x F, a 181-bit number, as high:low (the low word is the bottom 64 bits). */
+    /* c x F, a 181-bit number, as high x 2^64 + bottom; shifted right it fits 121 bits. */
     u128 low_product = (u128)c * p->lo;
     u128 high_product = (u128)c * p->hi + (uint64_t)(low_product >> 64);
     uint64_t bottom = (uint64_t)low_product;
-    /* (high_product x 2^64 + bottom) >> shift, shift in [8, 120]. */
-    u128 scaled;
-    if (shift >= 64) {
-        scaled = high_product >> (shift - 64);
-    } else {
-        scaled = (high_product << (64 - shift)) | (bottom >> shift);
-    }
+    u128 scaled = (high_product << (64 - shift)) | (bottom >> shift);
     u128 f = ((u128)p->hi << 64) | p->lo;
     u128 gap_above = f >> (shift + 1);
     u128 gap_below = lower_closer ? gap_above >> 1 : gap_above;
@@ -533,106 +544,107 @@ static int shortest_scaled(double v, Decimal *d) {
     if (answer == 0) {
         return 0;
     }
-    decimal_from_integer(d, answer, k);
+    d->digits = answer;
+    d->exponent10 = k;
     return 1;
 }
 #else
-#define HAVE_SCALED_DIGITS 0
 static int build_pow10_table(void) { return 0; }
-static int shortest_scaled(double v, Decimal *d) {
+static int shortest_scaled(double v, Shortest *d) {
     (void)v;
     (void)d;
     return 0;
 }
 #endif
 
-/* Python's shortest repr digits for the rest (17-digit values, subnormals, huge values). */
-static int shortest_exact(double v, Decimal *d) {
+/* Python's shortest repr digits for the rest (values too close to a boundary to decide). */
+static int shortest_exact(double v, Shortest *d) {
     char *text = PyOS_double_to_string(v, 'r', 0, 0, NULL);
     if (!text) {
         return ENC_ERROR;
     }
-    int n = 0, point = -1, exponent = 0, seen_nonzero = 0, leading_zeros = 0;
+    uint64_t digits = 0;
+    int count = 0, after_point = 0, point = 0;
     const char *p = text;
     for (; *p && *p != 'e'; p++) {
         if (*p == '.') {
-            point = n + leading_zeros;
-        } else if (*p >= '0' && *p <= '9') {
-            if (!seen_nonzero && *p == '0') {
-                leading_zeros++;
-                continue;
-            }
-            seen_nonzero = 1;
-            if (n < (int)sizeof(d->digits)) {
-                d->digits[n++] = *p;
-            }
+            point = 1;
+        } else if (*p >= '0' && *p <= '9' && count < 19) {
+            digits = digits * 10 + (uint64_t)(*p - '0');
+            count += digits != 0;
+            after_point += point;
         }
     }
-    if (*p == 'e') {
-        exponent = atoi(p + 1);
-    }
-    int total = n + leading_zeros;
-    if (point < 0) {
-        point = total;
-    }
+    int exponent = *p == 'e' ? atoi(p + 1) : 0;
     PyMem_Free(text);
-    while (n > 1 && d->digits[n - 1] == '0') {
-        n--;
+    if (digits == 0) { /* cannot happen for v > 0; decline rather than loop */
+        return ENC_DECLINE;
     }
-    d->ndigits = n;
-    d->decpt = point - leading_zeros + exponent;
+    d->digits = digits;
+    d->exponent10 = exponent - after_point;
     return ENC_OK;
 }
 
-static void put_exponent(Encoder *e, int exponent, int min_digits) {
-    put_char(e, exponent < 0 ? '-' : '+');
-    unsigned magnitude = (unsigned)(exponent < 0 ? -exponent : exponent);
-    if (min_digits >= 2 && magnitude < 10) {
-        put_char(e, '0');
-    }
-    put_uint64(e, magnitude);
-}
-
 /*
- * Lay out digits the way orjson (relaxed) or Python's repr (canonical) does; they differ only in
- * the ranges that use an exponent and in its width: orjson 1e-6 / 1e+16 / 0.00001, repr 1e-06 /
- * 1e+16 / 1e-05.
+ * Write digits x 10^exponent10 the way orjson (relaxed) or Python's repr (canonical) does. With
+ * decpt the position of the decimal point (value = 0.DIGITS x 10^decpt), both use an exponent
+ * when decpt > 16, and below decpt -4 (orjson: 0.00001 / 1e-6) or -3 (repr: 0.0001 / 1e-05);
+ * repr writes the exponent with at least two digits, both always sign it. The caller reserved
+ * room for the longest form (about 25 bytes).
  */
-static void put_decimal(Encoder *e, int negative, const Decimal *d, int python_repr) {
-    /* Sizes as small unsigned numbers: a double has at most 17 significant digits. */
-    size_t n = (uint8_t)d->ndigits;
-    int decpt = d->decpt;
-    int low = python_repr ? -4 : -5; /* exponent form when decpt <= low or decpt > 16 */
+static void put_shortest(Encoder *e, int negative, Shortest d, int python_repr) {
+    strip_zeros(&d);
+    int n = count_digits(d.digits);
+    int decpt = n + d.exponent10;
+    char *out = e->buf + e->len;
     if (negative) {
-        put_char(e, '-');
+        *out++ = '-';
     }
-    if (decpt <= low || decpt > 16) {
-        put_char(e, d->digits[0]);
+    if (decpt <= (python_repr ? -4 : -5) || decpt > 16) {
+        /* d.ddd: digits at out[1..n], the first moved left over the point */
+        digits_before(out + 1 + n, d.digits);
+        out[0] = out[1];
         if (n > 1) {
-            put_char(e, '.');
-            put_bytes(e, d->digits + 1, n - 1);
+            out[1] = '.';
+            out += n + 1;
+        } else {
+            out += 1;
         }
-        put_char(e, 'e');
-        put_exponent(e, decpt - 1, python_repr ? 2 : 1);
-    } else if (decpt <= 0) {
-        put_char(e, '0');
-        put_char(e, '.');
+        int exponent = decpt - 1;
+        *out++ = 'e';
+        *out++ = exponent < 0 ? '-' : '+';
+        unsigned magnitude = (unsigned)(exponent < 0 ? -exponent : exponent);
+        int width = magnitude >= 100 ? 3 : (magnitude >= 10 || python_repr) ? 2 : 1;
+        for (int i = width - 1; i >= 0; i--) {
+            out[i] = (char)('0' + magnitude % 10);
+            magnitude /= 10;
+        }
+        out += width;
+    } else if (decpt <= 0) { /* 0.000ddd */
+        *out++ = '0';
+        *out++ = '.';
         for (int i = 0; i < -decpt; i++) {
-            put_char(e, '0');
+            *out++ = '0';
         }
-        put_bytes(e, d->digits, n);
-    } else if ((size_t)decpt >= n) {
-        put_bytes(e, d->digits, n);
-        for (size_t i = n; i < (size_t)decpt; i++) {
-            put_char(e, '0');
+        digits_before(out + n, d.digits);
+        out += n;
+    } else if (decpt >= n) { /* ddd000.0 */
+        digits_before(out + n, d.digits);
+        out += n;
+        for (int i = n; i < decpt; i++) {
+            *out++ = '0';
         }
-        PUT_LITERAL(e, ".0");
-    } else {
-        size_t whole = (uint8_t)decpt;
-        put_bytes(e, d->digits, whole);
-        put_char(e, '.');
-        put_bytes(e, d->digits + whole, n - whole);
+        *out++ = '.';
+        *out++ = '0';
+    } else { /* ddd.ddd: digits at out[1..n], the whole part moved left over the point */
+        digits_before(out + 1 + n, d.digits);
+        for (int i = 0; i < decpt; i++) {
+            out[i] = out[i + 1];
+        }
+        out[decpt] = '.';
+        out += n + 1;
     }
+    e->len = (size_t)(out - e->buf);
 }
 
 /* The number's text as orjson (relaxed) or repr (canonical) writes it; v finite. */
@@ -650,11 +662,14 @@ static int put_finite_double(Encoder *e, double v, int python_repr) {
         }
         return ENC_OK;
     }
-    Decimal d;
-    if (!shortest_scaled(magnitude, &d) && shortest_exact(magnitude, &d) < 0) {
-        return ENC_ERROR;
+    Shortest d;
+    if (!shortest_scaled(magnitude, &d)) {
+        int rc = shortest_exact(magnitude, &d);
+        if (rc != ENC_OK) {
+            return rc;
+        }
     }
-    put_decimal(e, negative, &d, python_repr);
+    put_shortest(e, negative, d, python_repr);
     return ENC_OK;
 }
 
@@ -678,8 +693,9 @@ static int put_double(Encoder *e, double v) {
         }
         return ENC_OK;
     }
-    if (put_finite_double(e, v, 1) < 0) {
-        return ENC_ERROR;
+    int rc = put_finite_double(e, v, 1);
+    if (rc != ENC_OK) {
+        return rc;
     }
     if (reserve(e, 2) < 0) {
         return ENC_ERROR;
@@ -744,12 +760,11 @@ static void civil_from_days(int64_t days, int64_t *year, unsigned *month, unsign
 }
 
 static void put_digits(Encoder *e, unsigned v, int width) {
-    char tmp[4];
     for (int i = width - 1; i >= 0; i--) {
-        tmp[i] = (char)('0' + v % 10);
+        e->buf[e->len + (size_t)i] = (char)('0' + v % 10);
         v /= 10;
     }
-    put_bytes(e, tmp, (size_t)width);
+    e->len += (size_t)width;
 }
 
 /* Latest millisecond Python's datetime holds (9999-12-31T23:59:59.999Z). */
