@@ -94,6 +94,12 @@ COMPARISONS = [
         1.0,
     ),
     Comparison(
+        "Export Parquet vs PyMongoArrow, chunks collection",
+        "wh.export.hermes.parquet.chunks",
+        "wh.export.pymongoarrow.chunks",
+        1.0,
+    ),
+    Comparison(
         "Peak RSS export JSONL vs Handbook",
         "wh.export.hermes.jsonl",
         "wh.export.handbook",
@@ -104,6 +110,13 @@ COMPARISONS = [
         "Peak RSS export Parquet vs PyMongoArrow",
         "wh.export.hermes.parquet",
         "wh.export.pymongoarrow",
+        1.0,
+        "rss",
+    ),
+    Comparison(
+        "Peak RSS export Parquet vs PyMongoArrow, chunks",
+        "wh.export.hermes.parquet.chunks",
+        "wh.export.pymongoarrow.chunks",
         1.0,
         "rss",
     ),
@@ -173,6 +186,8 @@ ORDER = [
     "wh.export.handbook",
     "wh.export.json_util",
     "wh.export.pymongoarrow",
+    "wh.export.hermes.parquet.chunks",
+    "wh.export.pymongoarrow.chunks",
     "wh.insert_ceiling",
     "wh.import.hermes.jsonl",
     "wh.import.hermes.parquet",
@@ -189,7 +204,7 @@ ORDER = [
     "cli.help",
 ]
 #: Tasks run by the python of a separate venv (``pip install pymongoarrow``: it pins pyarrow 25).
-VENV_TASKS = {"wh.export.pymongoarrow"}
+VENV_TASKS = {"wh.export.pymongoarrow", "wh.export.pymongoarrow.chunks"}
 #: Collections of the ``<database>_multi`` database that the backup-workers tasks copy.
 MULTI_COLLECTIONS = ("raw_a", "raw_b", "raw_c", "raw_d")
 
@@ -215,6 +230,8 @@ def prepare(workdir: Path, size: int, uri: str, database: str) -> None:
     _log(f"loaded {size:,} documents in {time.perf_counter() - started:.1f} s")
     for name in MULTI_COLLECTIONS:
         _load(client[database + "_multi"][name], iter_collection("raw_documents", size // 8))
+    # Chunks: flat enough for PyMongoArrow, which fails on the raw documents' nested content.
+    _load(client[database + "_multi"]["chunks"], iter_collection("chunks", size // 4))
     write_documents(workdir / "corpus.bson.jsonl", collection.find(batch_size=10_000))
     raw = collection.with_options(codec_options=CodecOptions(document_class=RawBSONDocument))
     with open(workdir / "corpus.bson", "wb") as out:
@@ -395,8 +412,12 @@ def _prepared(workdir: Path, size: int, uri: str, database: str) -> bool:
     client = MongoClient(uri)
     try:
         multi = client[database + "_multi"]
-        return client[database]["raw_documents"].estimated_document_count() == size and all(
-            multi[name].estimated_document_count() == size // 8 for name in MULTI_COLLECTIONS
+        return (
+            client[database]["raw_documents"].estimated_document_count() == size
+            and all(
+                multi[name].estimated_document_count() == size // 8 for name in MULTI_COLLECTIONS
+            )
+            and multi["chunks"].estimated_document_count() == size // 4
         )
     finally:
         client.close()

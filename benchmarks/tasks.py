@@ -264,6 +264,30 @@ def _export_pymongoarrow(args):
     return {"docs": table.num_rows}
 
 
+@task("wh.export.pymongoarrow.chunks")
+def _export_pymongoarrow_chunks(args):
+    """PyMongoArrow on the ``chunks`` collection, whose fields it can hold (it fails on the raw
+    documents' nested content)."""
+    import pyarrow.parquet as pq
+    from pymongoarrow.api import find_arrow_all
+
+    table = find_arrow_all(_client(args)[args.database + "_multi"]["chunks"], {})
+    pq.write_table(table, _file(args, "pymongoarrow.chunks.parquet"))
+    return {"docs": table.num_rows}
+
+
+@task("wh.export.hermes.parquet.chunks")
+def _export_hermes_chunks(args):
+    from hermes.storage.database import MongoDBManager
+    from hermes.storage.warehouse import DataWarehouseExporter
+
+    with MongoDBManager(uri=args.uri, database=args.database + "_multi") as manager:
+        result = DataWarehouseExporter(manager).export_collection(
+            "chunks", _file(args, "export.chunks.parquet"), file_format="parquet"
+        )
+    return {"docs": result.count, "bytes": result.bytes}
+
+
 def _hermes_export(args, fmt: str) -> dict[str, Any]:
     from hermes.storage.warehouse import DataWarehouseExporter
 
