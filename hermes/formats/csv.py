@@ -50,9 +50,11 @@ Text
     empty document. No documents: an empty file.
 
 Writing streams in bounded memory: the header needs every column and its type, which are known
-only after the last document, so documents are spilled as BSON to an anonymous temporary file
-(in ``TMPDIR``; removed on success and on error) while the columns are collected, then written
-from it. Memory depends on the number of columns, not of documents.
+only after the last document, so documents are spilled to an anonymous temporary file (in
+``TMPDIR``; removed on success and on error) while the columns are collected, then written from
+it. Each is spilled already rendered, as its cells' text (see "Writing, first pass" below), so
+the second pass mostly places and quotes. Memory depends on the number of columns (caches of
+document shapes are capped), not of documents.
 
 Reading detects a typed header (every cell ``name.type()`` with a known type); otherwise every
 cell is a string unless ``types={"views": "int64", ...}`` says otherwise (``types`` also
@@ -148,11 +150,18 @@ def _json_text(value: Any, canonical: bool = False) -> str:
     return _json_bytes(value, canonical).decode("utf-8")
 
 
-def _parse_int(text: str, low: int, high: int, name: str) -> int:
+def _parse_int32(text: str) -> int:
     number = int(text)
-    if not low <= number <= high:
-        raise ValueError(f"{text!r} is out of the {name} range")
-    return number
+    if _INT32_MIN <= number <= _INT32_MAX:
+        return number
+    raise ValueError(f"{text!r} is out of the int32 range")
+
+
+def _parse_int64(text: str) -> Int64:
+    number = int(text)
+    if _INT64_MIN <= number <= _INT64_MAX:
+        return Int64(number)
+    raise ValueError(f"{text!r} is out of the int64 range")
 
 
 def _parse_bool(text: str) -> bool:
@@ -228,15 +237,8 @@ class ColumnType:
 
 _COLUMN_TYPES: tuple[ColumnType, ...] = (
     ColumnType("string", "string()", str, None, text=True),
-    ColumnType(
-        "int32", "int32()", int.__repr__, lambda t: _parse_int(t, _INT32_MIN, _INT32_MAX, "int32")
-    ),
-    ColumnType(
-        "int64",
-        "int64()",
-        int.__repr__,
-        lambda t: Int64(_parse_int(t, _INT64_MIN, _INT64_MAX, "int64")),
-    ),
+    ColumnType("int32", "int32()", int.__repr__, _parse_int32),
+    ColumnType("int64", "int64()", int.__repr__, _parse_int64),
     ColumnType("double", "double()", _double_text, float),
     ColumnType("boolean", "boolean()", lambda v: "true" if v else "false", _parse_bool),
     ColumnType("date", "date()", _date_text, _parse_date),
@@ -1046,21 +1048,20 @@ _CELL_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, bson.error
 
 
 class _RowReader:
-    """Rows to documents for one list of columns, each column's decoder chosen once."""
+    """Rows to documents for one list of columns, each column's decoder chosen once.
+
+    ``document`` is the reading compiled for the header when it allows one, which hands a row
+    it cannot read to ``read``, the general loop that says which cell is wrong and why.
+    """
 
     def __init__(self, columns: list[_Column]) -> None:
+        self.width = len(columns)
         self.plan = [(c.key, c.type.decode, c.parents, c) for c in columns]
-        self.compiled = _compiled_reader(columns)
+        self.document = _compiled_reader(columns, self.read) or self.read
 
-    def __call__(self, row: list[str]) -> dict[str, Any]:
-        if self.compiled is not None:
-            try:
-                return self.compiled(row)
-            except _CELL_ERRORS:
-                pass  # the general reading says which cell and why
-        return self._read(row)
-
-    def _read(self, row: list[str]) -> dict[str, Any]:
+    def read(self, row: list[str]) -> dict[str, Any]:
+        if len(row) != self.width:
+            raise _CellError(f"{len(row)} cells, the header has {self.width}")
         document: dict[str, Any] = {}
         # Only the non-empty cells, each with its column: an empty cell is a missing field.
         for (key, decode, parents, column), cell in zip(
@@ -1129,33 +1130,38 @@ def _column_tree(columns: list[_Column]) -> _Group | None:
     return root
 
 
-def _compiled_reader(columns: list[_Column]) -> Callable[[list[str]], dict[str, Any]] | None:
+def _compiled_reader(
+    columns: list[_Column], fallback: Callable[[list[str]], dict[str, Any]]
+) -> Callable[[list[str]], dict[str, Any]] | None:
     """Straight-line Python for a regular header: a test and a store per cell, no loop.
 
-    The generated code names only cells, keys and decoders by position (``c3``, ``k3``,
-    ``d3``); the header's text never becomes code. None for other headers.
+    A row it cannot read (a cell short, a cell its decoder refuses) goes to ``fallback``. The
+    generated code names cells, keys and decoders by position only (``c3``, ``k3``, ``d3``):
+    the header's text never becomes code. None for other headers.
     """
     tree = _column_tree(columns) if 0 < len(columns) <= _MAX_COMPILED_WIDTH else None
     if tree is None:
         return None
     cells = ", ".join(f"c{c.index}" for c in columns)
-    body = ["    def read(row):", f"        [{cells}] = row", "        g0 = {}"]
+    body = [
+        "    def read(row):",
+        "        try:",
+        f"            [{cells}] = row",
+        "            g0 = {}",
+    ]
     group_keys: list[str] = []
-    _emit(tree, "g0", 2, body, group_keys)
-    body.append("        return g0")
+    _emit(tree, "g0", 3, body, group_keys)
+    body += ["            return g0", "        except errors:", "            return fallback(row)"]
     bindings = [f"    k{c.index} = keys[{c.index}]" for c in columns]
     bindings += [f"    d{c.index} = decoders[{c.index}]" for c in columns if c.type.decode]
     bindings += [f"    g{n}k = group_keys[{n}]" for n in range(1, len(group_keys))]
-    source = "\n".join(
-        ["def make(keys, decoders, group_keys):", *bindings, *body, "    return read"]
-    )
+    head = "def make(keys, decoders, group_keys, fallback, errors):"
+    source = "\n".join([head, *bindings, *body, "    return read"])
     namespace: dict[str, Any] = {}
-    exec(
-        compile(source, "<csv header>", "exec"), namespace
-    )  # names and indexes only: no header text
+    exec(compile(source, "<csv header>", "exec"), namespace)
     keys = [c.key for c in columns]
     decoders = [c.type.decode for c in columns]
-    return namespace["make"](keys, decoders, group_keys)
+    return namespace["make"](keys, decoders, group_keys, fallback, _CELL_ERRORS)
 
 
 def _emit(group: _Group, target: str, depth: int, out: list[str], group_keys: list[str]) -> None:
@@ -1196,16 +1202,17 @@ def _text_lines(stream: IO[bytes], path: str) -> Iterator[str]:
     """The file's lines as text, each decoded alone so an encoding error names its line."""
     if not isinstance(stream, io.BufferedIOBase):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+    readline, limit = stream.readline, _MAX_LINE
     number = 0
-    while line := stream.readline(_MAX_LINE + 1):
+    while line := readline(limit + 1):
         number += 1
-        if len(line) > _MAX_LINE and not line.endswith(b"\n"):
+        if len(line) > limit and not line.endswith(b"\n"):
             # Never held whole: a file without line breaks, or a decompression bomb.
             raise FormatError(
-                path, f"a line longer than {_MAX_LINE:,} bytes: not CSV text", f"line {number}"
+                path, f"a line longer than {limit:,} bytes: not CSV text", f"line {number}"
             )
-        if number == 1 and line.startswith(_BOM):
-            line = line[3:]
+        if number == 1:
+            line = line.removeprefix(_BOM)
         try:
             yield line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -1350,15 +1357,9 @@ class _Header:
     """Rows of a file with a header: one cell per column."""
 
     def __init__(self, columns: list[_Column]) -> None:
-        self.width = len(columns)
-        self.read = _RowReader(columns)
+        self.document = _RowReader(columns).document
         # With no column at all, each (empty) line is a document with no fields.
         self.blank_is_document = not columns
-
-    def document(self, row: list[str]) -> dict[str, Any]:
-        if len(row) != self.width:
-            raise _CellError(f"{len(row)} cells, the header has {self.width}")
-        return self.read(row)
 
 
 class _Positional:
@@ -1368,12 +1369,13 @@ class _Positional:
 
     def __init__(self, types: dict[int, ColumnType]) -> None:
         self.types = types
-        self.readers: dict[int, _RowReader] = {}
+        self.readers: dict[int, Callable[[list[str]], dict[str, Any]]] = {}
 
     def document(self, row: list[str]) -> dict[str, Any]:
         read = self.readers.get(len(row))
         if read is None:
-            read = self.readers[len(row)] = _RowReader(_positional(len(row), self.types))
+            columns = _positional(len(row), self.types)
+            read = self.readers[len(row)] = _RowReader(columns).document
         return read(row)
 
 
