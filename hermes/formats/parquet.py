@@ -61,10 +61,14 @@ Metadata
     seconds, nulls as None.
 
 Streaming
-    Documents are converted ``row_group_size`` (10,000) at a time, column by column, and each
-    batch is one row group. The Parquet schema is fixed when a writer opens, but a later batch
-    may bring a new field or widen a type; then a new *segment* (a temporary Parquet file) starts
-    with the widened schema. At the end a single segment is copied byte for byte to the output
+    Documents are converted to Arrow a chunk of 1,000 at a time, column by column (a whole
+    column per call where its values share one type: strings, numbers, dates and ObjectIds go
+    to pyarrow as lists, plain JSON values to orjson with no hook), and every ``row_group_size``
+    (10,000) rows make one row group. Only one chunk of Python documents is held: the row
+    group waits as Arrow data. A chunk may widen a column that earlier chunks of the row group
+    wrote narrower; those are re-encoded. The Parquet schema is fixed when a writer opens, but
+    a later row group may bring a new field or widen a type; then a new *segment* (a temporary
+    Parquet file) starts with the widened schema. At the end a single segment is copied byte for byte to the output
     (the common case: no second conversion); several are merged one row group at a time into the
     final schema. Segments live in ``temp_dir`` (default: the system temporary folder) and are
     removed on success and on error. The output stream needs no ``seek``, so the caller can
@@ -74,7 +78,10 @@ Streaming
 
 Reading
     Row group by row group in batches of ``batch_size``; a non-seekable stream (a decompressor)
-    is first spooled to a temporary file. Locations are ``"row N"`` (1-based over the file). A
+    is first spooled to a temporary file. Each column of a batch is converted at once where its
+    Arrow type is the one Hermes writes (dates through numpy, Extended JSON cells in one parse,
+    lists and structs from their flattened children); a column that fails that way is read
+    again value by value, so that a bad cell spoils only its own row. Locations are ``"row N"`` (1-based over the file). A
     value that cannot be restored is a bad record (``on_error``); a file that is not Parquet,
     truncated, or with corrupt Hermes metadata is a :class:`FormatError` naming the file.
 """
@@ -549,16 +556,15 @@ class _Codec:
         return texts
 
     def storage_converter(self, desc: Desc) -> Converter | None:
-        """How a scalar value is stored (lists and structs are built by :meth:`to_arrow`)."""
+        """How a scalar value is stored (lists and structs are built by :meth:`to_arrow`, and
+        so are Extended JSON text and ObjectIds, a whole column at a time)."""
         if desc not in self._to_storage:
             self._to_storage[desc] = self._build_to_storage(desc)
         return self._to_storage[desc]
 
     def _build_to_storage(self, desc: Desc) -> Converter | None:
-        if _is_text(desc):
-            return self._json_text
         if type(desc) is str:
-            return {OBJECT_ID: str, DECIMAL: str, UUID: _uuid_text}.get(desc)
+            return {DECIMAL: str, UUID: _uuid_text}.get(desc)
         return bytes  # binary of another subtype
 
     # -- reading ---------------------------------------------------------------------------
@@ -629,9 +635,15 @@ class _Codec:
     def _decode_lists(self, element: Desc, array: pa.ListArray) -> list[Any]:
         offsets = array.offsets.to_numpy()
         start = int(offsets[0])
-        flat = self.decode(element, array.values.slice(start, int(offsets[-1]) - start))
-        bounds = (offsets - start).tolist()
-        lists = [flat[low:high] for low, high in pairwise(bounds)]
+        items = array.values.slice(start, int(offsets[-1]) - start)
+        bounds = pairwise((offsets - start).tolist())
+        if element in _NUMPY_ITEMS and not items.null_count:
+            # Numbers (embeddings) go from numpy to each list: no list of every item first.
+            numbers = items.to_numpy(zero_copy_only=False)
+            lists = [numbers[low:high].tolist() for low, high in bounds]
+        else:
+            flat = self.decode(element, items)
+            lists = [flat[low:high] for low, high in bounds]
         return _with_nulls(lists, array)
 
     def _decode_structs(
@@ -644,6 +656,10 @@ class _Codec:
         ]
         keys = [key for key, _ in fields]
         return _with_nulls(_dicts(keys, columns), array)
+
+
+#: List items numpy turns into exactly the Python values of their BSON type.
+_NUMPY_ITEMS = frozenset({DOUBLE, INT32, BOOL})
 
 
 def _arrow_matches(desc: Desc, arrow_type: pa.DataType) -> bool:
