@@ -889,6 +889,31 @@ _FORMULA_BYTES = tuple(start.encode() for start in _FORMULA_START)
 _FREE_TEXT = frozenset({"string", "json"})
 
 
+class _Rows:
+    """The second pass: each document's row from its natural cells, one maker per shape."""
+
+    def __init__(self, schema: _Schema, delimiter: str) -> None:
+        self.schema = schema
+        self.join = delimiter.encode("utf-8").join
+        special = re.escape(delimiter.encode("utf-8"))
+        self.needs_quotes = re.compile(b'["\r\n' + special + b"]").search
+        neutralize = schema.options.neutralize
+        self.neutral = [c.column for c in schema.columns if neutralize and _is_text(c)]
+        self.makers: dict[tuple[int, ...], _RowMaker] = {}
+
+    def row(self, ids: tuple[int, ...], cells: list[bytes]) -> bytes:
+        make = self.makers.get(ids)
+        if make is None:
+            if len(self.makers) >= _MAX_SHAPES:
+                self.makers.clear()
+            make = self.makers[ids] = _RowMaker(self, ids)
+        return make(cells)
+
+
+def _is_text(column: _Field) -> bool:
+    return column.type is not None and column.type.text
+
+
 class _RowMaker:
     """The rows of documents of one shape (the same leaf ids), from their natural cells.
 
@@ -896,13 +921,13 @@ class _RowMaker:
     delimiter, a quote, CR or LF is quoted, quotes doubled; a row of one empty cell is ``""``.
     """
 
-    def __init__(self, schema: _Schema, ids: tuple[int, ...], delimiter: bytes) -> None:
-        width = len(schema.columns)
-        positions = [len(ids)] * width  # the empty cell after the last
+    def __init__(self, rows: _Rows, ids: tuple[int, ...]) -> None:
+        columns = rows.schema.columns
+        positions = [len(ids)] * len(columns)  # the empty cell after the last
         self.free: list[int] = []  # cell indexes that may need quotes
         parts: dict[int, list[tuple[_Placement, int]]] = {}
         for index, leaf in enumerate(ids):
-            place = schema.placements[leaf]
+            place = rows.schema.placements[leaf]
             if place.within or place.transcode is not None:
                 parts.setdefault(place.column, []).append((place, index))
             else:
@@ -910,13 +935,12 @@ class _RowMaker:
                 if place.leaf_type in _FREE_TEXT:
                     self.free.append(index)
         self.pick = _picker(positions)
-        self.join = delimiter.join
-        self.needs_quotes = re.compile(b'["\r\n' + re.escape(delimiter) + b"]").search
-        self.built = [(column, _builder(schema.columns[column], p)) for column, p in parts.items()]
-        self.neutral = [
-            c.column for c in schema.columns if schema.options.neutralize and c.type.text
-        ]  # type: ignore[union-attr]
-        self.direct = not self.built and not self.neutral and width != 1
+        self.join = rows.join
+        self.needs_quotes = rows.needs_quotes
+        self.neutral = rows.neutral
+        self.built = [(column, _builder(columns[column], p)) for column, p in parts.items()]
+        # Most rows: cells placed as they are, some quoted. The rest take _general.
+        self.direct = not self.built and not self.neutral and len(columns) != 1
 
     def __call__(self, cells: list[bytes]) -> bytes:
         if self.direct:
@@ -1278,17 +1302,11 @@ class CsvFormat:
         return buffer.getvalue().encode("utf-8")
 
     def _write_rows(self, stream: IO[bytes], schema: _Schema, spill: _Spill) -> None:
-        delimiter = self.delimiter.encode("utf-8")
-        makers: dict[tuple[int, ...], _RowMaker] = {}
+        make = _Rows(schema, self.delimiter).row
         rows: list[bytes] = []
         size = 0
         for ids, cells in spill:
-            make = makers.get(ids)
-            if make is None:
-                if len(makers) >= _MAX_SHAPES:
-                    makers.clear()
-                make = makers[ids] = _RowMaker(schema, ids, delimiter)
-            row = make(cells)
+            row = make(ids, cells)
             rows.append(row)
             size += len(row)
             if size >= _FLUSH_BYTES:
