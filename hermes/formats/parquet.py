@@ -120,7 +120,7 @@ from bson.raw_bson import RawBSONDocument
 
 from hermes.errors import FormatError, UnsupportedValueError
 from hermes.formats import extjson
-from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, ErrorHandler, RecordError
+from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, BsonChunks, ErrorHandler, RecordError
 
 METADATA_KEY = b"hermes"
 FORMAT_NAME = "hermes-parquet"
@@ -401,6 +401,16 @@ def _plain(value: Any) -> Any:
     raise UnsupportedValueError(
         f"Cannot write a value of type {kind.__module__}.{kind.__qualname__} to Parquet"
     )
+
+
+def _naive_dates(options: CodecOptions) -> CodecOptions:
+    """``options`` decoding dates as naive UTC datetimes.
+
+    An aware date costs the BSON decoder a Python call into its time zone (measured: 40% of
+    the decoding of a warehouse document); a naive one is the same instant to Parquet (a
+    timestamp in UTC) and to Extended JSON, where naive means UTC.
+    """
+    return options.with_options(tz_aware=False, tzinfo=None, document_class=dict)
 
 
 def _as_document(document: Mapping[str, Any]) -> Document:
@@ -1536,7 +1546,14 @@ class ParquetFormat:
 
 
 def _chunks(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Document]]:
-    """Lists of ``size`` documents as plain dicts (gathered by ``islice``, in C)."""
+    """Lists of ``size`` documents as plain dicts (gathered by ``islice``, in C); documents
+    still in BSON come a chunk of the warehouse's at a time, decoded here (see
+    :func:`_naive_dates`)."""
+    if isinstance(documents, BsonChunks):
+        options = _naive_dates(documents.codec_options)
+        for raws in documents.chunks:
+            yield bson.decode_all(b"".join(raws), options)
+        return
     iterator = iter(documents)
     while batch := list(islice(iterator, size)):
         if _kinds(batch) != {dict}:

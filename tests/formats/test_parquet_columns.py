@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hermes.formats import parquet
-from hermes.formats.base import RecordError
+from hermes.formats.base import BsonChunks, RecordError
 from hermes.formats.parquet import ParquetFormat
-from tests.strategies import DOCUMENTS, same_bson
+from hermes.storage.database import CODEC_OPTIONS
+from tests.strategies import DOCUMENTS, STORED_DOCUMENTS, same_bson
 
 FORMAT = ParquetFormat()
 UTC = timezone.utc
@@ -287,3 +288,46 @@ def test_the_raw_bson_of_each_value_survives_a_mixed_column() -> None:
     documents = [{"v": {"a": [1, 2.5, None, True]}}, {"v": [{"b": "é"}]}, {"v": Int64(3)}]
     back = from_bytes(to_bytes(documents))
     assert [bson.encode(doc) for doc in back] == [bson.encode(doc) for doc in documents]
+
+
+# ------------------------------------------------------------------------------------------
+# Documents still in BSON (an export hands them over so)
+# ------------------------------------------------------------------------------------------
+
+
+def bson_chunks(documents: list[dict[str, Any]], size: int) -> BsonChunks:
+    raws = [bson.encode(doc) for doc in documents]
+    return BsonChunks(iter([raws[i : i + size] for i in range(0, len(raws), size)]), CODEC_OPTIONS)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    documents=st.lists(STORED_DOCUMENTS, max_size=8),
+    chunk_size=st.integers(1, 3),
+    row_group_size=st.integers(1, 4),
+)
+def test_bson_chunks_round_trip_exactly(
+    documents: list[dict], chunk_size: int, row_group_size: int
+) -> None:
+    data = to_bytes(bson_chunks(documents, chunk_size), row_group_size=row_group_size)
+    assert same_bson(documents, from_bytes(data))
+
+
+def test_bson_chunks_write_the_file_their_decoded_documents_write() -> None:
+    # The writer decodes dates as naive UTC (cheaper to decode): the same instants, the same
+    # Extended JSON, so the same file as from documents with aware dates.
+    when = datetime(2024, 5, 1, 12, 30, 0, 250000, tzinfo=UTC)
+    old = datetime(1912, 6, 23, tzinfo=UTC)
+    documents = [
+        {"_id": ObjectId(), "at": when, "mixed": {"at": when, "old": old}, "dates": [old]},
+        {"_id": ObjectId(), "at": old, "mixed": "text", "dates": []},
+        {"_id": ObjectId(), "at": None, "mixed": [when], "dates": None},
+    ]
+    from_chunks = to_bytes(bson_chunks(documents, 2))
+    assert parquet_file(from_chunks).read() == parquet_file(to_bytes(documents)).read()
+    assert cells(from_chunks, "mixed")[0] == (
+        '{"at":{"$date":"2024-05-01T12:30:00.250Z"},"old":{"$date":{"$numberLong":"-1815350400000"}}}'
+    )
+    back = from_bytes(from_chunks)
+    assert same_bson(documents, back)
+    assert back[0]["at"].tzinfo is UTC
