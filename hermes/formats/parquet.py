@@ -789,21 +789,18 @@ def _holds_float(values: list[Any]) -> bool:
     by C iterators, not by a Python call per value."""
     level = values
     while level:
-        kinds = _kinds(level)
+        types = list(map(type, level))
+        kinds = set(types)
         if float in kinds:
             return True
         inside = []
         if dict in kinds:
-            inside.append(chain.from_iterable(map(dict.values, _of_type(level, dict))))
+            dicts = compress(level, map(is_, types, repeat(dict)))
+            inside.append(chain.from_iterable(map(dict.values, dicts)))
         if list in kinds:
-            inside.append(chain.from_iterable(_of_type(level, list)))
+            inside.append(chain.from_iterable(compress(level, map(is_, types, repeat(list)))))
         level = list(chain.from_iterable(inside))
     return False
-
-
-def _of_type(values: list[Any], kind: type) -> Iterator[Any]:
-    """The values whose type is exactly ``kind``."""
-    return compress(values, map(is_, map(type, values), repeat(kind)))
 
 
 #: Values turned into Extended JSON text before their texts become Arrow data.
