@@ -1392,12 +1392,16 @@ class _Positional:
     def document(self, row: list[str]) -> dict[str, Any]:
         read = self.readers.get(len(row))
         if read is None:
+            if len(self.readers) >= _MAX_WIDTHS:
+                self.readers.clear()  # rows of ever new widths: memory stays bounded
             columns = _positional(len(row), self.types)
             read = self.readers[len(row)] = _RowReader(columns).document
         return read(row)
 
 
 _Layout = _Header | _Positional
+#: Row widths whose readers a file without a header keeps.
+_MAX_WIDTHS = 64
 
 
 def _csv_problem(exc: csv.Error, path: str, where: str) -> str:

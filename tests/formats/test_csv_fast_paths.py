@@ -373,3 +373,10 @@ def test_json_cells_read_escaped_wrappers_and_non_finite_numbers() -> None:
     first, second = (d["v"] for d in read(data))
     assert first == OID
     assert second[0] == 1 and math.isnan(second[1])
+
+
+def test_rows_of_ever_new_widths_without_a_header_all_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csv_format, "_MAX_WIDTHS", 2)
+    lines = [",".join(str(n) for n in range(width)) for width in (1, 2, 3, 1, 4, 2)]
+    documents = read("\r\n".join(lines).encode(), skip_header=True)
+    assert documents == [{str(n): str(n) for n in range(width)} for width in (1, 2, 3, 1, 4, 2)]
