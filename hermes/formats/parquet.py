@@ -68,22 +68,25 @@ Streaming
     group waits as Arrow data. A chunk may widen a column that earlier chunks of the row group
     wrote narrower; those are re-encoded. The Parquet schema is fixed when a writer opens, but
     a later row group may bring a new field or widen a type; then a new *segment* (a temporary
-    Parquet file) starts with the widened schema. At the end a single segment is copied byte for byte to the output
-    (the common case: no second conversion); several are merged one row group at a time into the
-    final schema. Segments live in ``temp_dir`` (default: the system temporary folder) and are
-    removed on success and on error. The output stream needs no ``seek``, so the caller can
-    compress it (``.parquet.gz``, ``.parquet.zst``); that is unrelated to ``compression``, the
-    Parquet codec (default ``zstd``: smaller than snappy at similar speed, and read by every tool
-    that reads Parquet; ``snappy``, ``gzip``, ``brotli``, ``lz4`` and ``none`` are accepted).
+    Parquet file) starts with the widened schema. At the end a single segment is copied byte
+    for byte to the output (the common case: no second conversion); several are merged one row
+    group at a time into the final schema. Segments live in ``temp_dir`` (default: the system
+    temporary folder) and are removed on success and on error. The output stream needs no
+    ``seek``, so the caller can compress it (``.parquet.gz``, ``.parquet.zst``); that is
+    unrelated to ``compression``, the Parquet codec (default ``zstd``: smaller than snappy at
+    similar speed, and read by every tool that reads Parquet; ``snappy``, ``gzip``,
+    ``brotli``, ``lz4`` and ``none`` are accepted). An export's documents, still in BSON, are
+    decoded here, with naive UTC dates (cheaper to decode, the same instants).
 
 Reading
     Row group by row group in batches of ``batch_size``; a non-seekable stream (a decompressor)
     is first spooled to a temporary file. Each column of a batch is converted at once where its
     Arrow type is the one Hermes writes (dates through numpy, Extended JSON cells in one parse,
     lists and structs from their flattened children); a column that fails that way is read
-    again value by value, so that a bad cell spoils only its own row. Locations are ``"row N"`` (1-based over the file). A
-    value that cannot be restored is a bad record (``on_error``); a file that is not Parquet,
-    truncated, or with corrupt Hermes metadata is a :class:`FormatError` naming the file.
+    again value by value, so that a bad cell spoils only its own row. Locations are ``"row N"``
+    (1-based over the file). A value that cannot be restored is a bad record (``on_error``); a
+    file that is not Parquet, truncated, or with corrupt Hermes metadata is a
+    :class:`FormatError` naming the file.
 """
 
 from __future__ import annotations

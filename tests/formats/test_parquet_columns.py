@@ -326,7 +326,8 @@ def test_bson_chunks_write_the_file_their_decoded_documents_write() -> None:
     from_chunks = to_bytes(bson_chunks(documents, 2))
     assert parquet_file(from_chunks).read() == parquet_file(to_bytes(documents)).read()
     assert cells(from_chunks, "mixed")[0] == (
-        '{"at":{"$date":"2024-05-01T12:30:00.250Z"},"old":{"$date":{"$numberLong":"-1815350400000"}}}'
+        '{"at":{"$date":"2024-05-01T12:30:00.250Z"},'
+        '"old":{"$date":{"$numberLong":"-1815350400000"}}}'
     )
     back = from_bytes(from_chunks)
     assert same_bson(documents, back)
