@@ -23,7 +23,7 @@ try:
 except ImportError:  # built without a compiler: the Python codec does everything
     _bsonjson = None
 
-__all__ = ["AVAILABLE", "CODEC_OPTIONS", "dumps_raw", "dumps_raw_lines"]
+__all__ = ["AVAILABLE", "CODEC_OPTIONS", "dumps_raw", "dumps_raw_lines", "nesting_exceeds"]
 
 #: Whether the C encoder is built; without it the functions below are the Python expression.
 AVAILABLE: bool = _bsonjson is not None
@@ -55,6 +55,15 @@ def dumps_raw_lines(raws: RawDocuments, canonical: bool = False) -> bytes:
     if not declined:
         return out
     return _splice(out, raws, declined, canonical)
+
+
+def nesting_exceeds(raw: bytes, limit: int) -> bool | None:
+    """Whether a BSON document nests more than ``limit`` levels (itself level 1, each embedded
+    document or array one more), read off the bytes; None when that takes decoding (no C
+    encoder, or bytes that are not well-formed BSON)."""
+    if _bsonjson is None:
+        return None
+    return _bsonjson.nesting_exceeds(raw, limit)
 
 
 def _decode(raws: RawDocuments, start: int, end: int) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from hermes.formats import (
     extjson,
     get_format,
     iter_documents,
+    rawjson,
     read_documents,
     write_documents,
 )
@@ -725,9 +726,13 @@ def _write_error_reason(error: Mapping[str, Any]) -> str:
     return f"{message} (code {code})"
 
 
-def _too_deep(document: dict) -> bool:
-    """Whether ``document`` nests more than :data:`MAX_NESTING` levels, breadth first; lists of
-    plain values (embeddings) are skipped at C speed."""
+def _too_deep(document: dict, encoded: bytes) -> bool:
+    """Whether ``document`` nests more than :data:`MAX_NESTING` levels: read off its BSON when
+    the C encoder is built, else walked breadth first (lists of plain values, such as
+    embeddings, are skipped at C speed)."""
+    exceeds = rawjson.nesting_exceeds(encoded, MAX_NESTING)
+    if exceeds is not None:
+        return exceeds
     level: list[Any] = [document]
     depth = 1
     while level:
@@ -811,16 +816,18 @@ class _Import:
                 reason = _validation_reason(exc, self.document_class)  # type: ignore[arg-type]
                 self.rejects.add(location, reason, document)
                 return None
-        if _too_deep(document):
-            reason = f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
-            self.rejects.add(location, reason, document)
-            return None
         if "_id" not in document and self.mode == "insert":
             document = {"_id": ObjectId(), **document}
         try:
             encoded = bson.encode(document, codec_options=_ENCODE_OPTIONS)
+        except RecursionError:
+            encoded = None
         except (bson.errors.InvalidDocument, OverflowError, TypeError, ValueError) as exc:
             self.rejects.add(location, f"not storable as BSON: {exc}", document)
+            return None
+        if encoded is None or _too_deep(document, encoded):
+            reason = f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
+            self.rejects.add(location, reason, document)
             return None
         if len(encoded) > self.max_size:
             reason = (

@@ -467,3 +467,60 @@ def test_random_byte_flips_give_the_python_result_or_its_error(doc, rng):
             )
         chunk = raw + case + raw
         assert outcome(rawjson.dumps_raw_lines, chunk) == outcome(python_concatenated, chunk, False)
+
+
+# -- nesting depth, read off the bytes (an import checks every document against MongoDB's 100) --
+
+
+def _depth(value: Any) -> int:
+    """Levels of embedded documents and arrays, the document itself being level 1."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _nested(levels: int, inner: Any) -> dict[str, Any]:
+    document: Any = inner
+    for index in range(levels - 1):
+        document = {"a": document} if index % 2 else [document]
+    return {"_id": 1, "deep": document}
+
+
+@needs_c
+@given(document=STORED_DOCUMENTS, limit=st.integers(min_value=1, max_value=6))
+def test_nesting_read_off_the_bytes_agrees_with_the_decoded_document(document, limit):
+    raw = bson.encode(document)
+    decoded = bson.decode(raw)  # DBRefs and Code scopes come back as documents here
+    assert rawjson.nesting_exceeds(raw, limit) is (_depth(_plain(decoded)) > limit)
+
+
+def _plain(value: Any) -> Any:
+    """The value with every embedded BSON document as a dict (DBRef and scoped Code count as
+    embedded documents in BSON, as MongoDB counts them)."""
+    if isinstance(value, bson.DBRef):
+        return _plain(value.as_doc().to_dict())
+    if isinstance(value, Code) and value.scope is not None:
+        return 0  # its scope is inside a code value, not an embedded document
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@needs_c
+@pytest.mark.parametrize("levels", [99, 100, 101, 150])
+def test_nesting_at_mongodbs_limit(levels):
+    raw = bson.encode(_nested(levels, "leaf"))
+    assert rawjson.nesting_exceeds(raw, 100) is (levels > 100)
+
+
+@needs_c
+def test_nesting_of_malformed_bson_is_left_to_the_decoder():
+    raw = bson.encode({"_id": 1, "inner": {"a": [1, 2, {"b": "text"}]}})
+    assert rawjson.nesting_exceeds(raw, 100) is False
+    for cut in range(1, len(raw)):
+        assert rawjson.nesting_exceeds(raw[:cut], 100) is None
+    assert rawjson.nesting_exceeds(raw[:-1] + b"\x01", 100) is None

@@ -19,7 +19,7 @@ from hermes.errors import (
     MissingFileError,
     ValidationFailedError,
 )
-from hermes.formats import extjson, write_documents
+from hermes.formats import extjson, rawjson, write_documents
 from hermes.storage.warehouse import DataWarehouseImporter
 from tests.storage.warehouse_data import RecordingProgress, format_params, raw_snapshot
 
@@ -117,6 +117,30 @@ def test_a_document_over_16_mb_is_rejected_alone(importer, db, tmp_path):
     assert report.errors[0].startswith("line 2: document too large")
     assert "16,777,216" in report.errors[0]
     assert sorted(d["_id"] for d in db.items.find()) == ["after", "small"]
+
+
+def _nested(levels: int) -> dict:
+    document: dict = {"leaf": 1}
+    for _ in range(levels - 2):
+        document = {"a": document}
+    return {"_id": levels, "deep": document}
+
+
+@pytest.mark.parametrize("read_off", ["bson", "dicts"])
+def test_documents_nested_past_mongodbs_100_levels_are_rejected(
+    importer, db, tmp_path, monkeypatch, read_off
+):
+    """The depth is read off the encoded BSON by the C encoder, or by walking the documents
+    when it is not built: both find the same documents too deep."""
+    if read_off == "dicts":
+        monkeypatch.setattr(rawjson, "nesting_exceeds", lambda raw, limit: None)
+    path = tmp_path / "deep.jsonl"
+    write_documents(path, [_nested(100), _nested(101), _nested(200)], "jsonl")
+    report = importer.import_collection("items", path)
+    assert (report.inserted, report.rejected) == (1, 2)
+    assert [error.split(":")[0] for error in report.errors] == ["line 2", "line 3"]
+    assert all("nesting deeper than 100 levels" in error for error in report.errors)
+    assert [d["_id"] for d in db.items.find()] == [100]
 
 
 def test_a_key_bson_cannot_hold_is_rejected_with_the_reason(importer, db, tmp_path):
