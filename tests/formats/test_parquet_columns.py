@@ -332,3 +332,24 @@ def test_bson_chunks_write_the_file_their_decoded_documents_write() -> None:
     back = from_bytes(from_chunks)
     assert same_bson(documents, back)
     assert back[0]["at"].tzinfo is UTC
+
+
+def test_empty_bson_chunks_add_no_rows_and_no_keys_column() -> None:
+    documents = [{"_id": 1, "a": "x"}, {"_id": 2, "a": "y"}]
+    raws = [bson.encode(doc) for doc in documents]
+    chunks = BsonChunks(iter([[], raws[:1], [], raws[1:], []]), CODEC_OPTIONS)
+    data = to_bytes(chunks)
+    assert parquet_file(data).schema_arrow.names == ["_id", "a"]
+    assert from_bytes(data) == documents
+
+
+def test_an_empty_row_group_is_skipped_and_rows_keep_their_numbers() -> None:
+    table = pq.ParquetFile(io.BytesIO(to_bytes([{"n": 1}, {"n": 2}]))).read()
+    stream = io.BytesIO()
+    with pq.ParquetWriter(stream, table.schema) as writer:
+        writer.write_table(table.slice(0, 0))
+        writer.write_table(table)
+    assert parquet_file(stream.getvalue()).metadata.row_group(0).num_rows == 0
+    batches = list(FORMAT.read_batches(io.BytesIO(stream.getvalue()), "m.parquet"))
+    assert [doc for batch in batches for doc in batch.documents] == [{"n": 1}, {"n": 2}]
+    assert [loc for batch in batches for loc in batch.locations] == ["row 1", "row 2"]
