@@ -1,4 +1,4 @@
-"""Build the optional C encoder (raw BSON -> Extended JSON); metadata lives in pyproject.toml.
+"""Build the optional C codecs (raw BSON <-> Extended JSON); metadata lives in pyproject.toml.
 
 ``optional=True``: without a compiler the install still succeeds and Hermes uses the Python codec.
 """
@@ -16,6 +16,12 @@ setup(
             sources=["hermes/formats/_bsonjson.c"],
             extra_compile_args=_FLAGS,
             optional=True,
-        )
+        ),
+        Extension(
+            "hermes.formats._jsonbson",
+            sources=["hermes/formats/_jsonbson.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
     ]
 )

@@ -1,0 +1,39 @@
+"""Extended JSON lines straight to BSON, as an import sends them to the warehouse.
+
+An item of :func:`lines_to_bson` that is bytes is exactly
+``bson.encode(extjson.loads_document(line), codec_options=CODEC_OPTIONS)``. Building Python
+objects costs several times more than the encoding itself, so when the C decoder
+``hermes.formats._jsonbson`` is built (:data:`AVAILABLE`) it writes the BSON from the JSON bytes
+directly. It declines (None) the lines it cannot reproduce exactly: malformed JSON, a top-level
+object without ``_id`` as its first key, ``$`` keys other than the common type wrappers
+(``$numberDecimal``, DBRefs, ``$uuid``, legacy forms...), repeated keys, keys holding NUL, lone
+surrogates, integers beyond 64 bits, deep nesting. The caller runs the Python expression for
+those, which builds the document or raises the error it would have met anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions
+
+try:
+    from hermes.formats import _jsonbson
+except ImportError:  # built without a compiler: the Python path does everything
+    _jsonbson = None
+
+__all__ = ["AVAILABLE", "CODEC_OPTIONS", "lines_to_bson"]
+
+#: Whether the C decoder is built; without it every item of :func:`lines_to_bson` is None.
+AVAILABLE: bool = _jsonbson is not None
+
+#: The options the BSON of an item is encoded with (the Python path's ``bson.encode``).
+CODEC_OPTIONS = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
+
+
+def lines_to_bson(lines: Sequence[bytes]) -> list[bytes | None]:
+    """Each line's document as BSON, or None where the Python path must decide (one C call)."""
+    if _jsonbson is None:
+        return [None] * len(lines)
+    return _jsonbson.lines_to_bson(lines)
