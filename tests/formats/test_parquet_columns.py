@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -353,3 +355,35 @@ def test_an_empty_row_group_is_skipped_and_rows_keep_their_numbers() -> None:
     batches = list(FORMAT.read_batches(io.BytesIO(stream.getvalue()), "m.parquet"))
     assert [doc for batch in batches for doc in batch.documents] == [{"n": 1}, {"n": 2}]
     assert [loc for batch in batches for loc in batch.locations] == ["row 1", "row 2"]
+
+
+def test_reading_never_imports_pandas(tmp_path: Path) -> None:
+    # pyarrow imports pandas (0.2 CPU-s, 45 MB) on its first pa.array, pa.scalar or
+    # to_numpy; the reader reads buffers instead, whatever the column types.
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    documents = [
+        {
+            "_id": ObjectId(),
+            "n": n,
+            "big": Int64(n),
+            "at": None if n == 1 else when,
+            "mixed": {"k": n} if n else "text",
+            "embedding": [0.5, NAN] if n != 2 else None,
+            "counts": [1, 2],
+            "meta": {"at": when, "tags": ["a", None]} if n != 1 else None,
+            "blob": b"\x00",
+            "re": bson.Regex("^a"),
+        }
+        for n in range(3)
+    ]
+    path = tmp_path / "all.parquet"
+    path.write_bytes(to_bytes(documents))
+    script = (
+        "import sys; from hermes.formats import iter_documents; "
+        f"count = len(list(iter_documents({str(path)!r}))); "
+        "print(count, 'pandas' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["3", "False"]
