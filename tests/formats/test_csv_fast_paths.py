@@ -21,13 +21,15 @@ import bson
 import pytest
 from bson import SON, Int64, ObjectId
 from bson.binary import Binary
+from bson.datetime_ms import DatetimeMS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hermes.errors import UnsupportedValueError
 from hermes.formats import csv as csv_format
+from hermes.formats.base import BsonChunks
 from hermes.storage.database import CODEC_OPTIONS
-from tests.strategies import same_bson
+from tests.strategies import STORED_DOCUMENTS, same_bson
 
 WHEN = datetime(2024, 5, 17, 8, 30, 1, 250000, tzinfo=timezone.utc)
 OID = ObjectId("65f0a1b2c3d4e5f601234567")
@@ -380,3 +382,53 @@ def test_rows_of_ever_new_widths_without_a_header_all_read(monkeypatch: pytest.M
     lines = [",".join(str(n) for n in range(width)) for width in (1, 2, 3, 1, 4, 2)]
     documents = read("\r\n".join(lines).encode(), skip_header=True)
     assert documents == [{str(n): str(n) for n in range(width)} for width in (1, 2, 3, 1, 4, 2)]
+
+
+# ------------------------------------------------------------------------------------------
+# An export's BSON, handed over in chunks
+# ------------------------------------------------------------------------------------------
+
+
+def chunks_of(documents: list[dict], options: Any, size: int = 2) -> BsonChunks:
+    raws = [bson.encode(document) for document in documents]
+    return BsonChunks(iter([raws[i : i + size] for i in range(0, len(raws), size)]), options)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STORED_DOCUMENTS, max_size=5))
+def test_an_exports_bson_chunks_are_written_as_their_documents(documents: list[dict]) -> None:
+    try:
+        expected: bytes | str = written(documents)
+    except UnsupportedValueError as exc:
+        expected = str(exc)
+    try:
+        actual: bytes | str = written(chunks_of(documents, CODEC_OPTIONS))  # type: ignore[arg-type]
+    except UnsupportedValueError as exc:
+        actual = str(exc)
+    assert actual == expected
+
+
+def test_dates_before_1970_and_beyond_9999_from_bson_chunks() -> None:
+    documents = [
+        {
+            "t": datetime(1, 1, 1, tzinfo=timezone.utc),
+            "u": [datetime(1969, 12, 31, 23, 59, 59, 1000)],
+        },
+        {"t": WHEN, "u": [WHEN]},
+    ]
+    stored = [through_bson(d) for d in documents] + [
+        through_bson({"t": DatetimeMS(2**62), "u": []})
+    ]
+    data = written(chunks_of(stored, CODEC_OPTIONS))  # type: ignore[arg-type]
+    assert data == written(stored)
+    assert table(data)[1] == [  # t is json(): a DatetimeMS shares the column
+        '{"$date":{"$numberLong":"-62135596800000"}}',
+        '[{"$date":{"$numberLong":"-999"}}]',
+    ]
+
+
+def test_bson_chunks_decoded_other_ways_are_written_as_they_decode() -> None:
+    raw = bson.encode({"s": "ab"}).replace(b"ab\x00", b"\xffb\x00")  # not UTF-8
+    lenient = CODEC_OPTIONS.with_options(unicode_decode_error_handler="replace")
+    data = written(BsonChunks(iter([[raw]]), lenient))  # type: ignore[arg-type]
+    assert table(data) == [["s.string()"], ["\ufffdb"]]
