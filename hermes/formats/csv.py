@@ -349,7 +349,8 @@ def column_path(name: str) -> tuple[str, ...]:
 # guarantees) and written again. Documents are rendered as they come when every value is one
 # whose BSON round trip changes nothing the CSV shows; any other document (a tuple, a
 # ``Binary`` of subtype 0, a date with a UTC offset, a value BSON cannot hold...) goes through
-# BSON first, exactly as the warehouse would store it.
+# BSON first, exactly as BSON would store it. An export's own BSON (:class:`BsonChunks`) is
+# decoded here, with naive UTC dates, and needs no check at all.
 
 
 @dataclass(eq=False, slots=True)
