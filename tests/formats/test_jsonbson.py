@@ -191,6 +191,10 @@ def test_any_json_number_text_reads_as_the_python_path(text):
         "-0e0",
         "1E+2",
         "123456789012345678901234567890.123456789012345678901234567890e-10",
+        "1e99999999999999999999",
+        "1e-99999999999999999999",
+        "1" * 400 + ".5",
+        "2." + "2250738585072011" * 30 + "e-308",
     ],
 )
 def test_float_edge_cases_are_the_same_double(text):
@@ -292,6 +296,7 @@ WRAPPERS = [
     '{"$timestamp":{"i":1,"t":2}}',
     '{"$regularExpression":{"pattern":"a\\\\d\\u00e9","options":"xzmiiu"}}',
     '{"$regularExpression":{"options":"l","pattern":""}}',
+    '{"$regularExpression":{"pattern":"","options":"xusmli"}}',
     '{"$code":"a\\u0000b \\ud83d\\ude00"}',
     '{"$minKey":1}',
     '{"$maxKey":1}',
@@ -348,6 +353,7 @@ DECLINED: dict[str, bytes] = {
     "Infinity literal": with_id('"a":Infinity'),
     "-Infinity literal": with_id('"a":-Infinity'),
     "too deep": with_id('"a":' + "[" * (_DEEP + 1) + "]" * (_DEEP + 1)),
+    "over 1024 keys": with_id(",".join(f'"k{i}":0' for i in range(1024))),
     "trailing comma": b'{"_id":1,}',
     "missing colon": b'{"_id" 1}',
     "unterminated string": b'{"_id":"abc}',
@@ -404,8 +410,9 @@ def test_lines_it_cannot_reproduce_exactly_are_declined(line):
     assert c_path(line) is None
 
 
-def test_nesting_up_to_100_levels_is_written():
+def test_nesting_up_to_100_levels_and_1024_keys_is_written():
     assert_written(with_id('"a":' + "[" * _DEEP + "]" * _DEEP))
+    assert_written(with_id(",".join(f'"k{i}":0' for i in range(1023))))
 
 
 # -- the list call ---------------------------------------------------------------------------
