@@ -1,7 +1,7 @@
 """Extended JSON lines straight to BSON, as an import sends them to the warehouse.
 
 An item of :func:`lines_to_bson` that is bytes is exactly
-``bson.encode(extjson.loads_document(line), codec_options=CODEC_OPTIONS)``. Building Python
+``bson.encode(extjson.loads_document(line), codec_options=ENCODE_OPTIONS)``. Building Python
 objects costs several times more than the encoding itself, so when the C decoder
 ``hermes.formats._jsonbson`` is built (:data:`AVAILABLE`) it writes the BSON from the JSON bytes
 directly. It declines (None) the lines it cannot reproduce exactly: malformed JSON, a top-level
@@ -23,13 +23,13 @@ try:
 except ImportError:  # built without a compiler: the Python path does everything
     _jsonbson = None
 
-__all__ = ["AVAILABLE", "CODEC_OPTIONS", "lines_to_bson"]
+__all__ = ["AVAILABLE", "ENCODE_OPTIONS", "lines_to_bson"]
 
 #: Whether the C decoder is built; without it every item of :func:`lines_to_bson` is None.
 AVAILABLE: bool = _jsonbson is not None
 
 #: The options the BSON of an item is encoded with (the Python path's ``bson.encode``).
-CODEC_OPTIONS = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
+ENCODE_OPTIONS = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
 
 
 def lines_to_bson(lines: Sequence[bytes]) -> list[bytes | None]:

@@ -36,7 +36,7 @@ MODES = pytest.mark.parametrize("canonical", [False, True], ids=["relaxed", "can
 
 def python_path(line: bytes) -> bytes:
     """The reference: what an import sends the warehouse without the C decoder."""
-    return bson.encode(extjson.loads_document(line), codec_options=jsonbson.CODEC_OPTIONS)
+    return bson.encode(extjson.loads_document(line), codec_options=jsonbson.ENCODE_OPTIONS)
 
 
 def python_outcome(line: bytes) -> bytes | None:
