@@ -20,6 +20,7 @@ from hermes.formats.base import (
     ErrorHandler,
     RecordError,
     batch_records,
+    batched,
     reject,
 )
 
@@ -70,34 +71,16 @@ class JsonLinesFormat:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_error: ErrorHandler | None = None,
+        raw_bson: bool = False,
         **_: Any,
     ) -> Iterator[Batch]:
-        return batch_records(self._records(stream, path, on_error), batch_size)
-
-    @staticmethod
-    def _records(
-        stream: IO[bytes], path: str, on_error: ErrorHandler | None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        loads = extjson.loads_document
-        for number, line in enumerate(_lines(stream), start=1):
-            if line is None:
-                reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
-                reject(RecordError(path, f"line {number}", reason), on_error)
-                continue
-            if number == 1 and line.startswith(_BOM):
-                line = line[3:]
-            if not line.strip():
-                continue
-            try:
-                document = loads(line)
-            except (ValueError, RecursionError) as exc:
-                column = error_column(exc, line)
-                location = f"line {number}, column {column}" if column else f"line {number}"
-                reject(
-                    RecordError(path, location, describe_json_error(exc), _preview(line)), on_error
-                )
-                continue
-            yield f"line {number}", document
+        """``raw_bson``: hand over each document the C decoder takes as a
+        :class:`~bson.raw_bson.RawBSONDocument` (what an insert sends, built without Python
+        objects per field); the others, and every error, as without it."""
+        lines = _content_lines(stream, path, on_error)
+        if raw_bson:
+            return batch_records(_raw_records(lines, path, on_error, batch_size), batch_size)
+        return batch_records(_parsed(lines, path, on_error), batch_size)
 
     def write_stream(
         self,
@@ -123,6 +106,65 @@ class JsonLinesFormat:
             write(b"\n")
             count += 1
         return count
+
+
+def _content_lines(
+    stream: IO[bytes], path: str, on_error: ErrorHandler | None
+) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines that hold something (a BOM dropped); an overlong line is rejected."""
+    for number, line in enumerate(_lines(stream), start=1):
+        if line is None:
+            reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
+            reject(RecordError(path, f"line {number}", reason), on_error)
+            continue
+        if number == 1 and line.startswith(_BOM):
+            line = line[3:]
+        if line.strip():
+            yield number, line
+
+
+def _record(
+    number: int, line: bytes, path: str, on_error: ErrorHandler | None
+) -> tuple[str, dict[str, Any]] | None:
+    """The line's document with its location, or None once it is rejected."""
+    try:
+        return f"line {number}", extjson.loads_document(line)
+    except (ValueError, RecursionError) as exc:
+        column = error_column(exc, line)
+        location = f"line {number}, column {column}" if column else f"line {number}"
+        reject(RecordError(path, location, describe_json_error(exc), _preview(line)), on_error)
+        return None
+
+
+def _parsed(
+    lines: Iterable[tuple[int, bytes]], path: str, on_error: ErrorHandler | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for number, line in lines:
+        if record := _record(number, line, path, on_error):
+            yield record
+
+
+def _raw_records(
+    lines: Iterable[tuple[int, bytes]], path: str, on_error: ErrorHandler | None, size: int
+) -> Iterator[tuple[str, Any]]:
+    """Records as raw BSON where the C decoder writes them (one call per group of lines), the
+    Python reader's documents and errors for the lines it declines."""
+    from bson.raw_bson import RawBSONDocument
+
+    from hermes.formats import jsonbson
+    from hermes.storage.database import CODEC_OPTIONS
+
+    if not jsonbson.AVAILABLE:
+        yield from _parsed(lines, path, on_error)
+        return
+    options = CODEC_OPTIONS.with_options(document_class=RawBSONDocument)
+    for group in batched(lines, size):
+        encoded = jsonbson.lines_to_bson([line for _, line in group])
+        for (number, line), raw in zip(group, encoded, strict=True):
+            if raw is not None:
+                yield f"line {number}", RawBSONDocument(raw, options)
+            elif record := _record(number, line, path, on_error):
+                yield record
 
 
 def bson_lines_encoder(documents: Any) -> Callable[[list[bytes], bool], bytes] | None:

@@ -747,6 +747,10 @@ def _too_deep(document: dict, encoded: bytes) -> bool:
     return False
 
 
+def _too_large(size: int, limit: int) -> str:
+    return f"document too large: {size:,} bytes of BSON, over the server's limit of {limit:,} bytes"
+
+
 def _upsert_keys(upsert_fields: str | Sequence[str] | None) -> list[str]:
     if upsert_fields is None:
         return ["_id"]
@@ -807,8 +811,29 @@ class _Import:
         self.report.read += 1
         self.rejects.add(error.location, error.reason, error.raw, error.path)
 
+    @property
+    def takes_raw_bson(self) -> bool:
+        """Whether documents may arrive as raw BSON (a reader that decodes straight to BSON
+        hands them over so): plain inserts only, since validation and upsert keys need fields."""
+        return self.mode == "insert" and self.validate is None
+
+    def _prepare_raw(self, location: str, document: RawBSONDocument) -> Any:
+        """:meth:`_prepare` for a document already in BSON (with its ``_id``): the checks that
+        need no field."""
+        encoded = document.raw
+        if _too_deep(document, encoded):
+            reason = f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
+            self.rejects.add(location, reason, document)
+            return None
+        if len(encoded) > self.max_size:
+            self.rejects.add(location, _too_large(len(encoded), self.max_size), document)
+            return None
+        return document
+
     def _prepare(self, location: str, document: dict) -> Any:
         """The write operation for one document, or None when it is rejected here."""
+        if type(document) is RawBSONDocument:
+            return self._prepare_raw(location, document)
         if self.validate is not None:
             try:
                 self.validate(document)
@@ -830,11 +855,7 @@ class _Import:
             self.rejects.add(location, reason, document)
             return None
         if len(encoded) > self.max_size:
-            reason = (
-                f"document too large: {len(encoded):,} bytes of BSON, over the server's limit "
-                f"of {self.max_size:,} bytes"
-            )
-            self.rejects.add(location, reason, document)
+            self.rejects.add(location, _too_large(len(encoded), self.max_size), document)
             return None
         return self._operation(document, RawBSONDocument(encoded))
 
@@ -1130,6 +1151,7 @@ class DataWarehouseImporter:
                 fmt,
                 batch_size=batch_size,
                 on_error=None if stop_on_error else run.on_read_error,
+                raw_bson=run.takes_raw_bson,
             )
             run.run(batches, progress)
         finally:

@@ -7,18 +7,21 @@ import gzip
 import io
 import itertools
 
+import bson
 import pytest
 import zstandard
+from bson.raw_bson import RawBSONDocument
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hermes.errors import FormatError
-from hermes.formats import iter_documents, read_documents, write_documents
+from hermes.formats import iter_documents, jsonbson, read_documents, write_documents
 from hermes.formats.jsonl import JsonLinesFormat
 from hermes.sample import iter_collection
 from tests.strategies import STORED_DOCUMENTS, same_bson
 
 FORMAT = JsonLinesFormat()
+ENCODE = {"codec_options": jsonbson.ENCODE_OPTIONS}
 
 
 def _read_all(data: bytes, **options) -> list[tuple[str, dict]]:
@@ -141,3 +144,49 @@ def test_writing_consumes_any_iterable_lazily():
 def test_an_unknown_json_format_is_refused():
     with pytest.raises(ValueError, match="relaxed or canonical"):
         FORMAT.write_stream(io.BytesIO(), [{"a": 1}], json_format="shell")
+
+
+# -- raw_bson: what an import asks for --------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(STORED_DOCUMENTS, max_size=6), st.sampled_from(["relaxed", "canonical"]))
+def test_raw_bson_reading_gives_the_documents_bson_would_encode(documents, json_format):
+    """Each record is either raw BSON (what the C decoder wrote) or the document the plain
+    reader gives; either way an insert stores the same bytes."""
+    out = io.BytesIO()
+    FORMAT.write_stream(out, documents, json_format=json_format)
+    plain = _read_all(out.getvalue())
+    raw = _read_all(out.getvalue(), raw_bson=True)
+    assert [location for location, _ in raw] == [location for location, _ in plain]
+    for (_, mine), (_, theirs) in zip(raw, plain, strict=True):
+        stored = mine.raw if isinstance(mine, RawBSONDocument) else bson.encode(mine, **ENCODE)
+        assert stored == bson.encode(theirs, **ENCODE)
+
+
+@pytest.mark.skipif(not jsonbson.AVAILABLE, reason="the C decoder is not built")
+def test_raw_bson_reading_keeps_bad_lines_positions_and_reasons():
+    data = (
+        b'{"_id": 1, "at": {"$date": "2024-01-01T00:00:00Z"}}\n'
+        b'{"_id": 2, "broken": \n'
+        b"\n"
+        b'{"_id": {"$numberDecimal": "1.5"}}\n'
+        b'{"_id": 4}\n'
+    )
+    errors = []
+    raw = _read_all(data, raw_bson=True, on_error=errors.append)
+    plain_errors = []
+    plain = _read_all(data, on_error=plain_errors.append)
+    assert [location for location, _ in raw] == ["line 1", "line 4", "line 5"]
+    assert [type(document).__name__ for _, document in raw] == [
+        "RawBSONDocument",
+        "dict",  # Decimal128 is left to the Python reader
+        "RawBSONDocument",
+    ]
+    assert [(e.location, e.reason) for e in errors] == [
+        (e.location, e.reason) for e in plain_errors
+    ]
+    assert errors[0].location.startswith("line 2, column")
+    assert [bson.encode(d, **ENCODE) if isinstance(d, dict) else d.raw for _, d in raw] == [
+        bson.encode(d, **ENCODE) for _, d in plain
+    ]
