@@ -11,6 +11,10 @@ from typing import Protocol
 
 
 class Progress(Protocol):
+    #: Whether totals are shown. Counting a collection can take a full scan (the embedded
+    #: warehouse has no count metadata), so callers skip it when nobody looks.
+    shows_total: bool
+
     def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
         """A new task begins (``total`` when known, e.g. a collection's estimated count)."""
 
@@ -23,6 +27,8 @@ class Progress(Protocol):
 
 class NullProgress:
     """Shows nothing."""
+
+    shows_total = False
 
     def start(self, label: str, total: int | None = None, unit: str = "docs") -> None:
         pass
@@ -37,9 +43,16 @@ class NullProgress:
 NO_PROGRESS: Progress = NullProgress()
 
 
+def shows_total(progress: Progress) -> bool:
+    """``progress.shows_total``, true for a progress object that does not say."""
+    return getattr(progress, "shows_total", True)
+
+
 class SharedProgress:
     """One task advanced from several threads (parallel parts or collections): the workers'
     own start/finish are ignored, their counts are added under a lock."""
+
+    shows_total = False
 
     def __init__(self, inner: Progress) -> None:
         self._inner = inner

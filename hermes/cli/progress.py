@@ -52,6 +52,8 @@ class _RateColumn(ProgressColumn):
 class RichProgress:
     """Draws the library's progress on stderr; use as a context manager around one command."""
 
+    shows_total = True
+
     def __init__(self, console: Console | None = None) -> None:
         self._bars = Progress(
             TextColumn("[progress.description]{task.description}"),

@@ -343,8 +343,10 @@ def check_entry(folder: Path, name: str, entry: ManifestEntry) -> CollectionChec
 
 
 def count_documents(path: Path, file_format: str) -> int:
-    """Documents in a file, by reading it through (bad records raise)."""
-    return sum(len(batch) for batch in read_documents(path, file_format, batch_size=10_000))
+    """Documents in a file, by reading it through (bad records raise); JSON Lines straight to
+    BSON where the C decoder takes the lines, since no field is looked at."""
+    batches = read_documents(path, file_format, batch_size=10_000, raw_bson=True)
+    return sum(len(batch) for batch in batches)
 
 
 # ------------------------------------------------------------------------------------------

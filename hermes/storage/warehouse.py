@@ -52,7 +52,7 @@ from hermes.formats import (
     write_documents,
 )
 from hermes.formats.base import BsonChunks, RecordError, split_compression
-from hermes.progress import NO_PROGRESS, Progress, SharedProgress
+from hermes.progress import NO_PROGRESS, Progress, SharedProgress, shows_total
 from hermes.storage._backup import (
     MANIFEST,
     REJECTS_SUFFIX,
@@ -508,7 +508,9 @@ class DataWarehouseExporter:
                 **options,
                 **format_options,
             )
-        total = None if filter_ else collection.estimated_document_count()
+        total = (
+            None if filter_ or not shows_total(progress) else collection.estimated_document_count()
+        )
         if total is not None and limit:
             total = min(total, limit)
         cursor = resumable_find(
@@ -1266,7 +1268,8 @@ class DataWarehouseManager:
         infos = _user_collections(database)
         names = _require_collections(infos, collections, _where(database))
         indexes = {name: [dict(i) for i in database[name].list_indexes()] for name in names}
-        total = sum(database[name].estimated_document_count() for name in names)
+        counts = (database[name].estimated_document_count() for name in names)
+        total = sum(counts) if shows_total(progress) else None
         shared = SharedProgress(progress)
         progress.start(f"backup {database.name}", total, "docs")
         try:

@@ -346,3 +346,15 @@ def test_progress_is_told_about_every_document(db_manager, db, tmp_path):
     )
     assert progress.tasks == [("export many", 2500, "docs")]
     assert (progress.advanced, progress.finished) == (2500, 1)
+
+
+def test_a_progress_that_shows_no_totals_is_spared_the_count(db_manager, db, tmp_path):
+    """Counting takes a full scan on the embedded warehouse (1.3 s per 200,000 documents):
+    it is done only for a progress that shows the total."""
+    db.many.insert_many([{"_id": i} for i in range(10)])
+    progress = RecordingProgress()
+    progress.shows_total = False  # type: ignore[attr-defined]
+    exporter = DataWarehouseExporter(db_manager)
+    exporter.export_collection("many", tmp_path / "many.jsonl", "jsonl", progress=progress)
+    assert progress.tasks == [("export many", None, "docs")]
+    assert progress.advanced == 10
