@@ -8,18 +8,22 @@ import sys
 from setuptools import Extension, setup
 
 _FLAGS = [] if sys.platform == "win32" else ["-O2", "-Wall"]
+#: The header both codecs include (byte scanning, strict UTF-8).
+_SHARED = ["hermes/formats/_utf8.h"]
 
 setup(
     ext_modules=[
         Extension(
             "hermes.formats._bsonjson",
             sources=["hermes/formats/_bsonjson.c"],
+            depends=_SHARED,
             extra_compile_args=_FLAGS,
             optional=True,
         ),
         Extension(
             "hermes.formats._jsonbson",
             sources=["hermes/formats/_jsonbson.c"],
+            depends=_SHARED,
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_utf8.h"
+
 /* Deeper documents are declined (the document itself is level 1). */
 #define MAX_DEPTH 100
 /* Objects with more keys are declined: the repeated-key check compares every pair. */
@@ -195,57 +197,6 @@ static inline int take_literal(Decoder *d, const char *s, size_t n) {
 /* Strings: JSON escapes to UTF-8, strict UTF-8 as Python decodes it                          */
 /* ------------------------------------------------------------------------------------------ */
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* The high bit of every byte of x that needs a look (non-ASCII, a control character, '"' or
- * '\\'). Borrows only run upwards from a flagged byte, so the lowest flag is exact. */
-static inline uint64_t special_bytes(uint64_t x) {
-    uint64_t quote = x ^ (ONES * '"');
-    uint64_t backslash = x ^ (ONES * '\\');
-    uint64_t t = (x - ONES * 0x20) | (quote - ONES) | (backslash - ONES);
-    return ((t & ~x) | x) & HIGHS;
-}
-
-/* How many bytes of a block (loaded with memcpy) come before its first special one. */
-static inline size_t plain_prefix(uint64_t special) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return (size_t)__builtin_ctzll(special) >> 3;
-#else
-    (void)special;
-    return 0; /* byte by byte */
-#endif
-}
-
-/* Length of the valid UTF-8 sequence starting at s (lead byte >= 0x80), or 0 if invalid. */
-static inline size_t utf8_sequence(const uint8_t *s, size_t avail) {
-    uint8_t c = s[0];
-    if (c >= 0xC2 && c <= 0xDF) {
-        return (avail >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (c == 0xE0) {
-            lo = 0xA0; /* overlong */
-        } else if (c == 0xED) {
-            hi = 0x9F; /* surrogates */
-        }
-        return (avail >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (c == 0xF0) {
-            lo = 0x90; /* overlong */
-        } else if (c == 0xF4) {
-            hi = 0x8F; /* above U+10FFFF */
-        }
-        return (avail >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
-                (s[3] & 0xC0) == 0x80)
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
 
 static inline int hex_value(uint8_t c) {
     if (c >= '0' && c <= '9') {

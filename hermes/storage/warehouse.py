@@ -728,7 +728,7 @@ def _write_error_reason(error: Mapping[str, Any]) -> str:
     return f"{message} (code {code})"
 
 
-def _too_deep(document: dict, encoded: bytes) -> bool:
+def _too_deep(document: Mapping[str, Any], encoded: bytes) -> bool:
     """Whether ``document`` nests more than :data:`MAX_NESTING` levels: read off its BSON when
     the C encoder is built, else walked breadth first (lists of plain values, such as
     embeddings, are skipped at C speed)."""
@@ -822,15 +822,20 @@ class _Import:
     def _prepare_raw(self, location: str, document: RawBSONDocument) -> Any:
         """:meth:`_prepare` for a document already in BSON (with its ``_id``): the checks that
         need no field."""
-        encoded = document.raw
-        if _too_deep(document, encoded):
-            reason = f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
-            self.rejects.add(location, reason, document)
-            return None
-        if len(encoded) > self.max_size:
-            self.rejects.add(location, _too_large(len(encoded), self.max_size), document)
+        problem = self._unstorable(document, document.raw)
+        if problem:
+            self.rejects.add(location, problem, document)
             return None
         return document
+
+    def _unstorable(self, document: Mapping[str, Any], encoded: bytes | None) -> str | None:
+        """Why the server would refuse the encoded document (None when it would not): nesting
+        past MongoDB's limit (``encoded`` None: too deep even to encode) or size."""
+        if encoded is None or _too_deep(document, encoded):
+            return f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
+        if len(encoded) > self.max_size:
+            return _too_large(len(encoded), self.max_size)
+        return None
 
     def _prepare(self, location: str, document: dict) -> Any:
         """The write operation for one document, or None when it is rejected here."""
@@ -852,14 +857,11 @@ class _Import:
         except (bson.errors.InvalidDocument, OverflowError, TypeError, ValueError) as exc:
             self.rejects.add(location, f"not storable as BSON: {exc}", document)
             return None
-        if encoded is None or _too_deep(document, encoded):
-            reason = f"nesting deeper than {MAX_NESTING} levels, MongoDB's limit for a document"
-            self.rejects.add(location, reason, document)
+        problem = self._unstorable(document, encoded)
+        if problem:
+            self.rejects.add(location, problem, document)
             return None
-        if len(encoded) > self.max_size:
-            self.rejects.add(location, _too_large(len(encoded), self.max_size), document)
-            return None
-        return self._operation(document, RawBSONDocument(encoded))
+        return self._operation(document, RawBSONDocument(encoded))  # type: ignore[arg-type]
 
     def _operation(self, document: dict, raw: RawBSONDocument) -> Any:
         from pymongo import InsertOne, ReplaceOne, UpdateOne
