@@ -77,7 +77,7 @@ class JsonLinesFormat:
         """``raw_bson``: hand over each document the C decoder takes as a
         :class:`~bson.raw_bson.RawBSONDocument` (what an insert sends, built without Python
         objects per field); the others, and every error, as without it."""
-        lines = _content_lines(stream, path, on_error)
+        lines = _content_lines(stream)
         if raw_bson:
             return batch_records(_raw_records(lines, path, on_error, batch_size), batch_size)
         return batch_records(_parsed(lines, path, on_error), batch_size)
@@ -108,14 +108,12 @@ class JsonLinesFormat:
         return count
 
 
-def _content_lines(
-    stream: IO[bytes], path: str, on_error: ErrorHandler | None
-) -> Iterator[tuple[int, bytes]]:
-    """Numbered lines that hold something (a BOM dropped); an overlong line is rejected."""
+def _content_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
+    """Numbered lines that hold something (a BOM dropped); None for an overlong line, which
+    :func:`_record` rejects in its turn."""
     for number, line in enumerate(_lines(stream), start=1):
         if line is None:
-            reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
-            reject(RecordError(path, f"line {number}", reason), on_error)
+            yield number, None
             continue
         if number == 1 and line.startswith(_BOM):
             line = line[3:]
@@ -124,9 +122,13 @@ def _content_lines(
 
 
 def _record(
-    number: int, line: bytes, path: str, on_error: ErrorHandler | None
+    number: int, line: bytes | None, path: str, on_error: ErrorHandler | None
 ) -> tuple[str, dict[str, Any]] | None:
     """The line's document with its location, or None once it is rejected."""
+    if line is None:
+        reason = f"line longer than {MAX_LINE:,} bytes (is the file JSON Lines?)"
+        reject(RecordError(path, f"line {number}", reason), on_error)
+        return None
     try:
         return f"line {number}", extjson.loads_document(line)
     except (ValueError, RecursionError) as exc:
@@ -137,7 +139,7 @@ def _record(
 
 
 def _parsed(
-    lines: Iterable[tuple[int, bytes]], path: str, on_error: ErrorHandler | None
+    lines: Iterable[tuple[int, bytes | None]], path: str, on_error: ErrorHandler | None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     for number, line in lines:
         if record := _record(number, line, path, on_error):
@@ -145,7 +147,7 @@ def _parsed(
 
 
 def _raw_records(
-    lines: Iterable[tuple[int, bytes]], path: str, on_error: ErrorHandler | None, size: int
+    lines: Iterable[tuple[int, bytes | None]], path: str, on_error: ErrorHandler | None, size: int
 ) -> Iterator[tuple[str, Any]]:
     """Records as raw BSON where the C decoder writes them (one call per group of lines), the
     Python reader's documents and errors for the lines it declines."""
@@ -159,7 +161,7 @@ def _raw_records(
         return
     options = CODEC_OPTIONS.with_options(document_class=RawBSONDocument)
     for group in batched(lines, size):
-        encoded = jsonbson.lines_to_bson([line for _, line in group])
+        encoded = jsonbson.lines_to_bson([line or b"" for _, line in group])
         for (number, line), raw in zip(group, encoded, strict=True):
             if raw is not None:
                 yield f"line {number}", RawBSONDocument(raw, options)

@@ -190,3 +190,19 @@ def test_raw_bson_reading_keeps_bad_lines_positions_and_reasons():
     assert [bson.encode(d, **ENCODE) if isinstance(d, dict) else d.raw for _, d in raw] == [
         bson.encode(d, **ENCODE) for _, d in plain
     ]
+
+
+@pytest.mark.parametrize("raw_bson", [False, True])
+def test_the_records_before_an_overlong_line_are_handed_over_before_it_stops_the_read(
+    monkeypatch, raw_bson
+):
+    import hermes.formats.jsonl
+
+    monkeypatch.setattr(hermes.formats.jsonl, "MAX_LINE", 64)
+    data = b'{"_id": 1}\n{"_id": 2, "text": "' + b"x" * 100 + b'"}\n{"_id": 3}\n'
+    handed: list[str] = []
+    batches = FORMAT.read_batches(io.BytesIO(data), "data.jsonl", raw_bson=raw_bson)
+    with pytest.raises(FormatError, match="line 2: line longer than 64 bytes"):
+        for batch in batches:
+            handed.extend(location for location, _ in batch)
+    assert handed == ["line 1"]
