@@ -9,13 +9,15 @@ The format comes from the file name (``.json``, ``.jsonl``/``.ndjson``, ``.csv``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import importlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from hermes.errors import UnsupportedFormatError
 from hermes.formats.base import (
     DEFAULT_BATCH_SIZE,
+    EXTENSIONS,
     Batch,
     ErrorHandler,
     FileFormat,
@@ -42,51 +44,14 @@ __all__ = [
 ]
 
 
-def _json() -> FileFormat:
-    from hermes.formats.json import JsonFormat
-
-    return JsonFormat()
-
-
-def _jsonl() -> FileFormat:
-    from hermes.formats.jsonl import JsonLinesFormat
-
-    return JsonLinesFormat()
-
-
-def _csv() -> FileFormat:
-    from hermes.formats.csv import CsvFormat
-
-    return CsvFormat()
-
-
-def _tsv() -> FileFormat:
-    from hermes.formats.csv import CsvFormat
-
-    return CsvFormat(delimiter="\t", name="tsv", extensions=EXTENSIONS["tsv"])
-
-
-def _parquet() -> FileFormat:
-    from hermes.formats.parquet import ParquetFormat
-
-    return ParquetFormat()
-
-
-#: Each format's file extensions (the first is the one written) and how to load it. A format's
-#: module is imported on first use only: naming a ``.jsonl`` file must not import pyarrow.
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "json": (".json",),
-    "jsonl": (".jsonl", ".ndjson"),
-    "csv": (".csv",),
-    "tsv": (".tsv",),
-    "parquet": (".parquet",),
-}
-_LOADERS: dict[str, Callable[[], FileFormat]] = {
-    "json": _json,
-    "jsonl": _jsonl,
-    "csv": _csv,
-    "tsv": _tsv,
-    "parquet": _parquet,
+#: How to build each format: its module, its class and the class's arguments. A module is
+#: imported on first use only: naming a ``.jsonl`` file must not import pyarrow.
+_CLASSES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "json": ("hermes.formats.json", "JsonFormat", {}),
+    "jsonl": ("hermes.formats.jsonl", "JsonLinesFormat", {}),
+    "csv": ("hermes.formats.csv", "CsvFormat", {}),
+    "tsv": ("hermes.formats.csv", "CsvFormat", {"delimiter": "\t", "name": "tsv"}),
+    "parquet": ("hermes.formats.parquet", "ParquetFormat", {}),
 }
 _LOADED: dict[str, FileFormat] = {}
 _ALIASES = {"ndjson": "jsonl", "jsonlines": "jsonl", "json_lines": "jsonl", "pq": "parquet"}
@@ -100,7 +65,8 @@ def formats() -> dict[str, FileFormat]:
 def _load(name: str) -> FileFormat:
     fmt = _LOADED.get(name)
     if fmt is None:
-        fmt = _LOADED[name] = _LOADERS[name]()
+        module, cls, arguments = _CLASSES[name]
+        fmt = _LOADED[name] = getattr(importlib.import_module(module), cls)(**arguments)
     return fmt
 
 

@@ -30,6 +30,15 @@ Document = dict[str, Any]
 #: Compression suffixes and the name of their codec.
 COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 DEFAULT_BATCH_SIZE = 1000
+#: Each format's file extensions, the first being the one written: read by the registry without
+#: loading the format's module, and by the format classes themselves.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "json": (".json",),
+    "jsonl": (".jsonl", ".ndjson"),
+    "csv": (".csv",),
+    "tsv": (".tsv",),
+    "parquet": (".parquet",),
+}
 _CHUNK = 1 << 20
 #: A temporary file or folder whose writer died is removed by the next write of the same name
 #: once no process holds its lock and it is this old (a live writer locks it as it creates it).

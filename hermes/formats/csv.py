@@ -96,6 +96,7 @@ from hermes.errors import FormatError, UnsupportedValueError
 from hermes.formats import extjson
 from hermes.formats.base import (
     DEFAULT_BATCH_SIZE,
+    EXTENSIONS,
     Batch,
     BsonChunks,
     ErrorHandler,
@@ -1276,11 +1277,11 @@ class CsvFormat:
     """CSV, or TSV with ``delimiter="\\t"``; see the module documentation for the rules."""
 
     def __init__(
-        self, delimiter: str = ",", name: str = "csv", extensions: tuple[str, ...] = (".csv",)
+        self, delimiter: str = ",", name: str = "csv", extensions: tuple[str, ...] | None = None
     ) -> None:
         self.delimiter = delimiter
         self.name = name
-        self.extensions = tuple(extensions)
+        self.extensions = tuple(extensions or EXTENSIONS[name])
 
     def write_stream(
         self,

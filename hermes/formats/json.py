@@ -36,6 +36,7 @@ from hermes.errors import FormatError
 from hermes.formats import extjson
 from hermes.formats.base import (
     DEFAULT_BATCH_SIZE,
+    EXTENSIONS,
     Batch,
     ErrorHandler,
     RecordError,
@@ -370,7 +371,7 @@ def encode_value(
 
 class JsonFormat:
     name = "json"
-    extensions = (".json",)
+    extensions = EXTENSIONS["json"]
 
     def read_batches(
         self,

@@ -15,6 +15,7 @@ import orjson
 from hermes.formats import extjson
 from hermes.formats.base import (
     DEFAULT_BATCH_SIZE,
+    EXTENSIONS,
     Batch,
     BsonChunks,
     ErrorHandler,
@@ -62,7 +63,7 @@ def error_column(exc: Exception, line: bytes) -> int | None:
 
 class JsonLinesFormat:
     name = "jsonl"
-    extensions = (".jsonl", ".ndjson")
+    extensions = EXTENSIONS["jsonl"]
 
     def read_batches(
         self,
@@ -155,11 +156,12 @@ def _raw_records(
 
     from hermes.formats import jsonbson
     from hermes.storage.database import CODEC_OPTIONS
+    from hermes.storage.streams import raw_codec
 
     if not jsonbson.AVAILABLE:
         yield from _parsed(lines, path, on_error)
         return
-    options = CODEC_OPTIONS.with_options(document_class=RawBSONDocument)
+    options = raw_codec(CODEC_OPTIONS)
     for group in batched(lines, size):
         encoded = jsonbson.lines_to_bson([line or b"" for _, line in group])
         for (number, line), raw in zip(group, encoded, strict=True):

@@ -123,7 +123,14 @@ from bson.raw_bson import RawBSONDocument
 
 from hermes.errors import FormatError, UnsupportedValueError
 from hermes.formats import extjson
-from hermes.formats.base import DEFAULT_BATCH_SIZE, Batch, BsonChunks, ErrorHandler, RecordError
+from hermes.formats.base import (
+    DEFAULT_BATCH_SIZE,
+    EXTENSIONS,
+    Batch,
+    BsonChunks,
+    ErrorHandler,
+    RecordError,
+)
 
 METADATA_KEY = b"hermes"
 FORMAT_NAME = "hermes-parquet"
@@ -1519,7 +1526,7 @@ def _batch(rows: list[Document | None], first: int) -> Batch:
 
 class ParquetFormat:
     name = "parquet"
-    extensions = (".parquet",)
+    extensions = EXTENSIONS["parquet"]
 
     def read_batches(
         self,

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-import bson
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
@@ -110,18 +109,6 @@ def prefetched_chunks(
     is written)."""
     depth = max(1, -(-ahead // CHUNK_DOCUMENTS)) + 1
     return prefetch(raw_chunks(documents), depth)
-
-
-def prefetched_documents(
-    documents: Iterable[RawBSONDocument],
-    codec_options: CodecOptions,
-    *,
-    ahead: int = 10_000,
-) -> Iterator[dict[str, Any]]:
-    """Decoded documents of a raw cursor, read ahead as :func:`prefetched_chunks` does."""
-    decode_all = bson.decode_all
-    for chunk in prefetched_chunks(documents, ahead=ahead):
-        yield from decode_all(b"".join(chunk), codec_options)
 
 
 def raw_codec(codec_options: CodecOptions) -> CodecOptions:

@@ -1049,31 +1049,19 @@ class DataWarehouseImporter:
         manifest, then imported ``parallel`` parts at once; see :mod:`hermes.storage.parallel`.
         """
         manifest = part_set_manifest(input_file)
-        options = {"document_class": document_class, "batch_size": batch_size, "mode": mode}
+        options = {
+            "document_class": document_class,
+            "batch_size": batch_size,
+            "mode": mode,
+            "upsert_fields": upsert_fields,
+            "drop": drop,
+            "stop_on_error": stop_on_error,
+            "rejects_file": rejects_file,
+            "progress": progress,
+        }
         if manifest is not None:
-            return import_parts(
-                self,
-                collection_name,
-                manifest,
-                parallel,
-                upsert_fields=upsert_fields,
-                drop=drop,
-                stop_on_error=stop_on_error,
-                rejects_file=rejects_file,
-                progress=progress,
-                **options,
-            )
-        return self.import_file(
-            collection_name,
-            input_file,
-            file_format,
-            upsert_fields=upsert_fields,
-            drop=drop,
-            stop_on_error=stop_on_error,
-            rejects_file=rejects_file,
-            progress=progress,
-            **options,
-        )
+            return import_parts(self, collection_name, manifest, parallel, **options)
+        return self.import_file(collection_name, input_file, file_format, **options)
 
     def import_file(
         self,
