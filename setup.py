@@ -1,4 +1,5 @@
-"""Build the optional C codecs (raw BSON <-> Extended JSON); metadata lives in pyproject.toml.
+"""Build the optional C codecs (raw BSON <-> Extended JSON, raw BSON -> Arrow columns); metadata
+lives in pyproject.toml.
 
 ``optional=True``: without a compiler the install still succeeds and Hermes uses the Python codec.
 """
@@ -8,14 +9,21 @@ import sys
 from setuptools import Extension, setup
 
 _FLAGS = [] if sys.platform == "win32" else ["-O2", "-Wall"]
-#: The header both codecs include (byte scanning, strict UTF-8).
-_SHARED = ["hermes/formats/_utf8.h"]
+#: Headers the codecs include: byte scanning and strict UTF-8; the Extended JSON writer of BSON.
+_SHARED = ["hermes/formats/_utf8.h", "hermes/formats/_bsonjson.h"]
 
 setup(
     ext_modules=[
         Extension(
             "hermes.formats._bsonjson",
             sources=["hermes/formats/_bsonjson.c"],
+            depends=_SHARED,
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "hermes.formats._bsonarrow",
+            sources=["hermes/formats/_bsonarrow.c"],
             depends=_SHARED,
             extra_compile_args=_FLAGS,
             optional=True,

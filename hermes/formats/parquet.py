@@ -150,6 +150,11 @@ _RAW_CODEC = CodecOptions(
     tz_aware=True, tzinfo=_UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO
 )
 
+try:
+    from hermes.formats import _bsonarrow
+except ImportError:  # built without a compiler: every chunk is decoded and converted in Python
+    _bsonarrow = None
+
 Document = dict[str, Any]
 
 # ------------------------------------------------------------------------------------------
@@ -1060,7 +1065,7 @@ class _SegmentedWriter:
         current = self.current
         return current.schema if current else _Schema((), False)
 
-    def write(self, documents: list[Document]) -> None:
+    def write(self, documents: Rows) -> None:
         """Convert ``documents``; write a row group each time ``row_group_size`` rows wait."""
         while documents:
             room = self.row_group_size - self.pending_rows
@@ -1131,8 +1136,42 @@ class _SegmentedWriter:
             writer.close()
 
 
-def _to_table(documents: list[Document], base: _Schema, codec: _Codec) -> tuple[_Schema, pa.Table]:
+class _Raws:
+    """An export's documents still in BSON: scanned into Arrow buffers in C where the scanner
+    takes them (``hermes.formats._bsonarrow``), else decoded and converted like any others."""
+
+    __slots__ = ("raws", "options")
+
+    def __init__(self, raws: list[bytes], options: CodecOptions) -> None:
+        self.raws = raws
+        self.options = options
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+    def __bool__(self) -> bool:
+        return bool(self.raws)
+
+    def __getitem__(self, part: slice) -> _Raws:
+        return _Raws(self.raws[part], self.options)
+
+    def clear(self) -> None:
+        self.raws = []
+
+    def decoded(self) -> list[Document]:
+        return bson.decode_all(b"".join(self.raws), self.options)
+
+
+Rows = list[Document] | _Raws
+
+
+def _to_table(documents: Rows, base: _Schema, codec: _Codec) -> tuple[_Schema, pa.Table]:
     """The documents as a table of ``base`` widened to hold them, and that schema."""
+    if isinstance(documents, _Raws):
+        scanned = _scanned_table(documents.raws, base, codec)
+        if scanned is not None:
+            return scanned
+        documents = documents.decoded()
     rows = len(documents)
     values, shape = _columns(documents)
     flats: _Flats = {}
@@ -1149,6 +1188,64 @@ def _to_table(documents: list[Document], base: _Schema, codec: _Codec) -> tuple[
     if schema.has_keys:
         arrays.append(pa.nulls(rows, _KEYS_TYPE) if keys is None else pa.array(keys, _KEYS_TYPE))
     return schema, pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+
+
+def _scanned_table(
+    raws: list[bytes], base: _Schema, codec: _Codec
+) -> tuple[_Schema, pa.Table] | None:
+    """:func:`_to_table` of BSON documents by the C scanner, which infers the descriptors as
+    :func:`_infer` does and writes each column's buffers in the type of the widened schema; None
+    when it declines the chunk (it never guesses: the Python path then converts it)."""
+    scanned = _bsonarrow.scan(raws)
+    if scanned is None:
+        return None
+    names, descs, keys, handle = scanned
+    rows = len(raws)
+    everything = tuple(dict.fromkeys([*base.names, *names]))
+    if keys is None:  # every document has exactly ``names``, in order
+        document_keys = None if names == everything else [list(names)] * rows
+    else:
+        listed = [None if own == everything else list(own) for own in keys]
+        document_keys = listed if listed.count(None) < rows else None
+    schema = base.widened(dict(zip(names, descs, strict=True)), document_keys is not None)
+    final = dict(schema.columns)
+    specs = _bsonarrow.build(handle, [final[name] for name in names], codec.canonical)
+    if specs is None:
+        return None
+    built = dict(zip(names, specs, strict=True))
+    arrays = [
+        _from_buffers(desc, built[name]) if name in built else pa.nulls(rows, _arrow_type(desc))
+        for name, desc in schema.columns
+    ]
+    if schema.has_keys:
+        arrays.append(
+            pa.nulls(rows, _KEYS_TYPE)
+            if document_keys is None
+            else pa.array(document_keys, _KEYS_TYPE)
+        )
+    return schema, pa.Table.from_arrays(arrays, schema=schema.arrow_schema)
+
+
+def _from_buffers(desc: Desc, spec: tuple[int, int, Any, Any]) -> pa.Array:
+    """The Arrow array of a column the C scanner built: (length, null count, buffers,
+    children), buffers None when every value is null."""
+    length, nulls, buffers, children = spec
+    arrow_type = _arrow_type(desc)
+    if buffers is None:
+        return pa.nulls(length, arrow_type)
+    kids = None
+    if children:
+        if desc[0] == "array":
+            kids = [_from_buffers(desc[1], children[0])]
+        else:
+            kids = [_from_buffers(d, c) for (_, d), c in zip(desc[1], children, strict=True)]
+    return pa.Array.from_buffers(
+        arrow_type,
+        length,
+        [None if buffer is None else pa.py_buffer(buffer) for buffer in buffers],
+        nulls,
+        children=kids,
+    )
 
 
 def _infer_column(values: list[Any], flats: _Flats) -> Desc:
@@ -1582,14 +1679,17 @@ class ParquetFormat:
         return count
 
 
-def _chunks(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Document]]:
+def _chunks(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[Rows]:
     """Lists of ``size`` documents as plain dicts (gathered by ``islice``, in C); documents
-    still in BSON come a chunk of the warehouse's at a time, decoded here (see
-    :func:`_naive_dates`)."""
+    still in BSON come a chunk of the warehouse's at a time, for the C scanner or decoded here
+    (see :func:`_naive_dates`)."""
     if isinstance(documents, BsonChunks):
         options = _naive_dates(documents.codec_options)
         for raws in documents.chunks:
-            yield bson.decode_all(b"".join(raws), options)
+            if _bsonarrow is not None:
+                yield _Raws(raws, options)
+            else:
+                yield bson.decode_all(b"".join(raws), options)
         return
     iterator = iter(documents)
     while batch := list(islice(iterator, size)):
