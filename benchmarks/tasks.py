@@ -158,11 +158,9 @@ def _parquet_read_pyarrow(args):
 
 @task("file.jsonl_to_parquet.hermes")
 def _convert_hermes(args):
-    from hermes.formats import iter_documents, write_documents
+    from hermes.formats import convert_file
 
-    result = write_documents(
-        _file(args, "conv.parquet"), iter_documents(_file(args, "corpus.bson.jsonl"))
-    )
+    result = convert_file(_file(args, "corpus.bson.jsonl"), _file(args, "conv.parquet"))
     return {"docs": result.count}
 
 

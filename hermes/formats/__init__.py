@@ -2,6 +2,7 @@
 
     read_documents(path)            -> iterator of Batch (documents with their file positions)
     write_documents(path, docs)     -> WriteResult (count, bytes, sha256), written atomically
+    convert_file(source, target)    -> WriteResult: one file into another format, streaming
 
 The format comes from the file name (``.json``, ``.jsonl``/``.ndjson``, ``.csv``, ``.tsv``,
 ``.parquet``), optionally followed by ``.gz`` or ``.zst``; or it is named explicitly.
@@ -10,7 +11,7 @@ The format comes from the file name (``.json``, ``.jsonl``/``.ndjson``, ``.csv``
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hermes.formats.base import (
     DEFAULT_BATCH_SIZE,
     EXTENSIONS,
     Batch,
+    BsonChunks,
     ErrorHandler,
     FileFormat,
     RecordError,
@@ -34,6 +36,7 @@ __all__ = [
     "FileFormat",
     "RecordError",
     "WriteResult",
+    "convert_file",
     "detect_format",
     "format_name",
     "get_format",
@@ -160,3 +163,63 @@ def write_documents(
         sha256=out.sha256,
         compression=compression,
     )
+
+
+def convert_file(
+    source: str | Path,
+    target: str | Path,
+    source_format: str | None = None,
+    target_format: str | None = None,
+    *,
+    overwrite: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> WriteResult:
+    """Stream one file into another format (``options`` go to the writer); a record that
+    cannot be read stops it. ``on_progress`` is told how many documents each batch read.
+
+    JSON Lines are read straight to BSON by the C decoder where it is built, and handed on as
+    :class:`BsonChunks`, which the JSON, JSON Lines and Parquet writers turn into their output
+    without Python objects per field; the file is the same as through decoded documents. If a
+    line the decoder declines holds what BSON cannot (a key with NUL, an integer over 64 bits),
+    the conversion starts again through decoded documents, which write it or say why.
+    """
+    fmt, _ = _resolve(source, source_format)
+    read = dict(batch_size=batch_size)
+    if getattr(fmt, "reads_bson", False):
+        from hermes.formats import jsonbson
+
+        if jsonbson.AVAILABLE:
+            chunks = _bson_chunks(read_documents(source, fmt.name, raw_bson=True, **read))
+            try:
+                documents = BsonChunks(_told(chunks, on_progress), jsonbson.CODEC_OPTIONS)
+                return write_documents(
+                    target, documents, target_format, overwrite=overwrite, **options
+                )
+            except jsonbson.NotBson:
+                pass
+    batches = (batch.documents for batch in read_documents(source, fmt.name, **read))
+    documents = (d for batch in _told(batches, on_progress) for d in batch)
+    return write_documents(target, documents, target_format, overwrite=overwrite, **options)
+
+
+def _bson_chunks(batches: Iterable[Batch]) -> Iterator[list[bytes]]:
+    """Each batch of a raw BSON read as a list of BSON documents (the lines the C decoder
+    declined were read as dicts: encoded here)."""
+    from bson.raw_bson import RawBSONDocument
+
+    from hermes.formats.jsonbson import encode_document
+
+    for batch in batches:
+        yield [
+            document.raw if type(document) is RawBSONDocument else encode_document(document)
+            for document in batch.documents
+        ]
+
+
+def _told(chunks: Iterable[list[Any]], on_progress: Callable[[int], None] | None) -> Iterator:
+    for chunk in chunks:
+        yield chunk
+        if on_progress is not None:
+            on_progress(len(chunk))

@@ -13,17 +13,28 @@ those, which builds the document or raises the error it would have met anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import bson
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
+
+from hermes.storage.database import CODEC_OPTIONS
 
 try:
     from hermes.formats import _jsonbson
 except ImportError:  # built without a compiler: the Python path does everything
     _jsonbson = None
 
-__all__ = ["AVAILABLE", "ENCODE_OPTIONS", "lines_to_bson"]
+__all__ = [
+    "AVAILABLE",
+    "CODEC_OPTIONS",
+    "ENCODE_OPTIONS",
+    "NotBson",
+    "encode_document",
+    "lines_to_bson",
+]
 
 #: Whether the C decoder is built; without it every item of :func:`lines_to_bson` is None.
 AVAILABLE: bool = _jsonbson is not None
@@ -37,3 +48,19 @@ def lines_to_bson(lines: Sequence[bytes]) -> list[bytes | None]:
     if _jsonbson is None:
         return [None] * len(lines)
     return _jsonbson.lines_to_bson(lines)
+
+
+class NotBson(Exception):
+    """A document BSON cannot hold as it is (a key with NUL, an integer over 64 bits, an
+    ``_id`` after other fields, which BSON encoding moves to the front)."""
+
+
+def encode_document(document: Mapping[str, Any]) -> bytes:
+    """A document the Python reader built, as BSON (what :func:`lines_to_bson` gives for the
+    lines it takes); :class:`NotBson` when BSON cannot hold it as it is."""
+    if "_id" in document and next(iter(document)) != "_id":
+        raise NotBson("_id is not the first field")
+    try:
+        return bson.encode(document, codec_options=ENCODE_OPTIONS)
+    except (bson.errors.BSONError, OverflowError, TypeError, ValueError) as exc:
+        raise NotBson(str(exc)) from None

@@ -75,8 +75,11 @@ Streaming
     ``seek``, so the caller can compress it (``.parquet.gz``, ``.parquet.zst``); that is
     unrelated to ``compression``, the Parquet codec (default ``zstd``: smaller than snappy at
     similar speed, and read by every tool that reads Parquet; ``snappy``, ``gzip``,
-    ``brotli``, ``lz4`` and ``none`` are accepted). An export's documents, still in BSON, are
-    decoded here, with naive UTC dates (cheaper to decode, the same instants).
+    ``brotli``, ``lz4`` and ``none`` are accepted). An export's documents, still in BSON, go
+    a chunk at a time to the C scanner (``hermes.formats._bsonarrow``, :data:`SCANS_BSON`),
+    which infers the same descriptors and writes the same Arrow buffers from the bytes; a chunk
+    it declines (a type it does not reproduce, malformed BSON) is decoded here with naive UTC
+    dates (cheaper to decode, the same instants) and converted as any other.
 
 Reading
     Row group by row group in batches of ``batch_size``; a non-seekable stream (a decompressor)
@@ -154,6 +157,9 @@ try:
     from hermes.formats import _bsonarrow
 except ImportError:  # built without a compiler: every chunk is decoded and converted in Python
     _bsonarrow = None
+
+#: Whether BSON documents (an export's) are turned into Arrow columns in C, without decoding.
+SCANS_BSON: bool = _bsonarrow is not None
 
 Document = dict[str, Any]
 

@@ -43,10 +43,10 @@ from hermes.errors import (
     WarehouseUnavailableError,
 )
 from hermes.formats import (
+    convert_file,
     detect_format,
     extjson,
     get_format,
-    iter_documents,
     rawjson,
     read_documents,
     write_documents,
@@ -116,7 +116,6 @@ __all__ = [
 
 IMPORT_MODES = ("insert", "upsert", "merge")
 RESTORE_MODES = ("replace", "merge")
-_PROGRESS_STEP = 1000
 _KEPT_ERRORS = 10
 _RERUN_ADVICE = (
     "the documents written so far stay; re-run with mode upsert (or merge) to complete the "
@@ -366,19 +365,6 @@ def parse_sort(
 # ------------------------------------------------------------------------------------------
 # Shared helpers
 # ------------------------------------------------------------------------------------------
-
-
-def _reported(documents: Iterable[Any], progress: Progress) -> Iterator[Any]:
-    """Pass documents through, telling ``progress`` every thousand."""
-    pending = 0
-    for document in documents:
-        yield document
-        pending += 1
-        if pending >= _PROGRESS_STEP:
-            progress.advance(pending)
-            pending = 0
-    if pending:
-        progress.advance(pending)
 
 
 def _reported_chunks(chunks: Iterable[list[Any]], progress: Progress) -> Iterator[list[Any]]:
@@ -1739,9 +1725,14 @@ def _convert(
     started = time.perf_counter()
     progress.start(f"migrate {source.name}", None, "docs")
     try:
-        documents = iter_documents(source, source_fmt, batch_size=10_000)
-        written = write_documents(
-            output, _reported(documents, progress), target_fmt, overwrite=overwrite
+        written = convert_file(
+            source,
+            output,
+            source_fmt,
+            target_fmt,
+            overwrite=overwrite,
+            batch_size=10_000,
+            on_progress=progress.advance,
         )
     finally:
         progress.finish()
