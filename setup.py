@@ -1,5 +1,5 @@
-"""Build the optional C codecs (raw BSON <-> Extended JSON, raw BSON -> Arrow columns); metadata
-lives in pyproject.toml.
+"""Build the optional C codecs (raw BSON <-> Extended JSON, raw BSON -> Arrow columns and CSV
+cells); metadata lives in pyproject.toml.
 
 ``optional=True``: without a compiler the install still succeeds and Hermes uses the Python codec.
 """
@@ -24,6 +24,13 @@ setup(
         Extension(
             "hermes.formats._bsonarrow",
             sources=["hermes/formats/_bsonarrow.c"],
+            depends=_SHARED,
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "hermes.formats._bsoncsv",
+            sources=["hermes/formats/_bsoncsv.c"],
             depends=_SHARED,
             extra_compile_args=_FLAGS,
             optional=True,

@@ -102,3 +102,53 @@ def same_bson(left: Any, right: Any) -> bool:
             same_bson(a, b) for a, b in zip(left, right, strict=True)
         )
     return bson.encode(left) == bson.encode(right)
+
+
+# -- documents of one collection: shared keys, each field of one type or of several ------------
+
+_FIELD_KINDS = [
+    st.text(max_size=8),
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(-(2**63), 2**63 - 1).map(Int64),
+    st.floats(),
+    st.booleans(),
+    DATES,
+    st.binary(min_size=12, max_size=12).map(ObjectId),
+    st.binary(max_size=6),
+    st.binary(min_size=16, max_size=16).map(lambda data: Binary(data, 4)),
+    st.binary(max_size=6).map(lambda data: Binary(data, 0x80)),
+    SCALARS,  # anything: mixed
+]
+
+
+@st.composite
+def _field_values(draw: Any, depth: int = 0) -> st.SearchStrategy:
+    """The values one field takes across a collection: mostly one kind, sometimes null."""
+    kind = draw(st.integers(0, len(_FIELD_KINDS) + (1 if depth < 2 else -1)))
+    if kind < len(_FIELD_KINDS):
+        values = _FIELD_KINDS[kind]
+    elif kind == len(_FIELD_KINDS):
+        values = st.lists(draw(_field_values(depth + 1)), max_size=4)
+    else:
+        keys = draw(st.lists(st.sampled_from(["x", "y", "é", "a.b"]), unique=True, max_size=3))
+        values = st.fixed_dictionaries({key: draw(_field_values(depth + 1)) for key in keys})
+    return st.one_of(values, st.none()) if draw(st.booleans()) else values
+
+
+@st.composite
+def _collections(draw: Any) -> list[dict[str, Any]]:
+    fields = {name: draw(_field_values()) for name in ["name", "n", "at", "inner", "tags"]}
+    optional = draw(st.booleans())
+    documents = []
+    for number in range(draw(st.integers(0, 12))):
+        document: dict[str, Any] = {"_id": number}
+        for name, values in fields.items():
+            if not optional or draw(st.booleans()):
+                document[name] = draw(values)
+        documents.append(document)
+    return documents
+
+
+#: Lists of documents as one collection holds them: the same fields (some optional), each of
+#: one kind of value (sometimes null) or of any kind, sub-documents and lists among them.
+COLLECTIONS = _collections()

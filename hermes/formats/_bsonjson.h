@@ -724,24 +724,18 @@ static void put_digits(Encoder *e, unsigned v, int width) {
 /* Latest millisecond Python's datetime holds (9999-12-31T23:59:59.999Z). */
 #define MAX_DATETIME_MS 253402300799999LL
 
-/* Relaxed: ISO text for 1970..9999 (datetime), else the millisecond count (as for DatetimeMS and
- * pre-1970 dates). Canonical: always the count. */
-static int put_datetime(Encoder *e, int64_t ms) {
-    if (reserve(e, 64) < 0) {
-        return ENC_ERROR;
-    }
-    if (e->canonical || ms < 0 || ms > MAX_DATETIME_MS) {
-        PUT_LITERAL(e, "{\"$date\":{\"$numberLong\":\"");
-        put_int64(e, ms);
-        PUT_LITERAL(e, "\"}}");
-        return ENC_OK;
-    }
+/* A date as ISO-8601 UTC text with milliseconds, 2024-01-01T00:00:00.000Z, for any ms in
+ * Python's datetime range (callers check it; earlier dates than 1970 included). */
+static void put_iso_datetime(Encoder *e, int64_t ms) {
     int64_t days = ms / 86400000, rest = ms % 86400000;
+    if (rest < 0) {
+        days -= 1;
+        rest += 86400000;
+    }
     int64_t year;
     unsigned month, day;
     civil_from_days(days, &year, &month, &day);
     unsigned seconds = (unsigned)(rest / 1000);
-    PUT_LITERAL(e, "{\"$date\":\"");
     put_digits(e, (unsigned)year, 4);
     put_char(e, '-');
     put_digits(e, month, 2);
@@ -755,18 +749,31 @@ static int put_datetime(Encoder *e, int64_t ms) {
     put_digits(e, seconds % 60, 2);
     put_char(e, '.');
     put_digits(e, (unsigned)(rest % 1000), 3);
-    PUT_LITERAL(e, "Z\"}");
+    put_char(e, 'Z');
+}
+
+/* Relaxed: ISO text for 1970..9999 (datetime), else the millisecond count (as for DatetimeMS and
+ * pre-1970 dates). Canonical: always the count. */
+static int put_datetime(Encoder *e, int64_t ms) {
+    if (reserve(e, 64) < 0) {
+        return ENC_ERROR;
+    }
+    if (e->canonical || ms < 0 || ms > MAX_DATETIME_MS) {
+        PUT_LITERAL(e, "{\"$date\":{\"$numberLong\":\"");
+        put_int64(e, ms);
+        PUT_LITERAL(e, "\"}}");
+        return ENC_OK;
+    }
+    PUT_LITERAL(e, "{\"$date\":\"");
+    put_iso_datetime(e, ms);
+    PUT_LITERAL(e, "\"}");
     return ENC_OK;
 }
 
 static const char BASE64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static int put_binary(Encoder *e, const uint8_t *data, size_t n, uint8_t subtype) {
-    size_t encoded = (n + 2) / 3 * 4;
-    if (reserve(e, encoded + 64) < 0) {
-        return ENC_ERROR;
-    }
-    PUT_LITERAL(e, "{\"$binary\":{\"base64\":\"");
+/* Standard base64 with padding (what base64.b64encode writes); room reserved by the caller. */
+static void put_base64(Encoder *e, const uint8_t *data, size_t n) {
     char *out = e->buf + e->len;
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
@@ -790,6 +797,15 @@ static int put_binary(Encoder *e, const uint8_t *data, size_t n, uint8_t subtype
         *out++ = '=';
     }
     e->len = (size_t)(out - e->buf);
+}
+
+static int put_binary(Encoder *e, const uint8_t *data, size_t n, uint8_t subtype) {
+    size_t encoded = (n + 2) / 3 * 4;
+    if (reserve(e, encoded + 64) < 0) {
+        return ENC_ERROR;
+    }
+    PUT_LITERAL(e, "{\"$binary\":{\"base64\":\"");
+    put_base64(e, data, n);
     PUT_LITERAL(e, "\",\"subType\":\"");
     put_char(e, HEX[subtype >> 4]);
     put_char(e, HEX[subtype & 15]);

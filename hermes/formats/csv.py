@@ -54,7 +54,10 @@ only after the last document, so documents are spilled to an anonymous temporary
 ``TMPDIR``; removed on success and on error) while the columns are collected, then written from
 it. Each is spilled already rendered, as its cells' text (see "Writing, first pass" below), so
 the second pass mostly places and quotes. Memory depends on the number of columns (caches of
-document shapes are capped), not of documents.
+document shapes are capped), not of documents. An export's documents, still in BSON, are
+rendered into those cells by a C renderer (``hermes.formats._bsoncsv``, :data:`RENDERS_BSON`)
+without decoding: only the first document of each shape, and any it declines, is decoded and
+walked in Python (see :func:`_rendered`).
 
 Reading detects a typed header (every cell ``name.type()`` with a known type); otherwise every
 cell is a string unless ``types={"views": "int64", ...}`` says otherwise (``types`` also
@@ -81,7 +84,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
-from itertools import compress, pairwise
+from itertools import compress, count, pairwise
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
@@ -104,6 +107,14 @@ from hermes.formats.base import (
     batch_records,
     reject,
 )
+
+try:
+    from hermes.formats import _bsoncsv
+except ImportError:  # built without a compiler: an export's documents are decoded and walked
+    _bsoncsv = None
+
+#: Whether an export's BSON documents are rendered into cells in C, without decoding.
+RENDERS_BSON: bool = _bsoncsv is not None
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = "\r\n"
@@ -855,6 +866,41 @@ def _stored(documents: BsonChunks) -> Iterator[dict[str, Any]]:
         yield from decode_all(b"".join(chunk), _STORED_OPTIONS)
 
 
+_Natural = tuple[tuple[int, ...], list[bytes]]
+
+
+def _rendered(documents: BsonChunks, schema: _Schema) -> Iterator[_Natural]:
+    """An export's documents as leaf ids and natural cells (what :meth:`_Schema.add_stored`
+    gives), rendered from the BSON in C (``hermes.formats._bsoncsv``) where it can.
+
+    The C renderer also gives each document a signature: its keys and the kinds of its values,
+    all that the schema's bookkeeping depends on. The first document of a signature (and any
+    the renderer declines) is decoded and walked in Python, which records its columns and key
+    orders and names its leaf ids; the next ones of that signature take those ids and the C
+    cells, and change nothing in the schema the walk would have changed.
+    """
+    if _bsoncsv is None:
+        yield from map(schema.add_stored, _stored(documents), count(1))
+        return
+    render, canonical, decode = _bsoncsv.render, schema.options.canonical, bson.decode
+    known: dict[bytes, tuple[int, ...]] = {}
+    row = 0
+    for chunk in documents.chunks:
+        for raw, made in zip(chunk, render(chunk, canonical), strict=True):
+            row += 1
+            if made is not None:
+                ids = known.get(made[0])
+                if ids is not None:
+                    yield ids, made[1]
+                    continue
+            ids, cells = schema.add_stored(decode(raw, _STORED_OPTIONS), row)
+            if made is not None:
+                if len(known) >= _MAX_SHAPES:
+                    known.clear()
+                known[made[0]] = ids
+            yield ids, cells
+
+
 def _to_bson(document: Mapping[str, Any], row: int) -> bytes:
     try:
         return bson.encode(document, codec_options=_ENCODE_OPTIONS)
@@ -1297,20 +1343,21 @@ class CsvFormat:
     ) -> int:
         options = _WriteOptions.parse(typed, plain_values, json_format, neutralize_formulas)
         schema = _Schema(options)
-        add = schema.add
         if isinstance(documents, BsonChunks) and documents.codec_options == _DECODE_OPTIONS:
-            documents, add = _stored(documents), schema.add_stored
+            rendered = _rendered(documents, schema)
+        else:
+            rendered = map(schema.add, documents, count(1))
         with tempfile.TemporaryFile(prefix="hermes-csv-", dir=temp_dir) as file:
             spill = _Spill(file)
-            count = 0
-            for count, document in enumerate(documents, start=1):  # noqa: B007
-                spill.add(*add(document, count))
-            if count == 0:
+            written = 0
+            for written, (ids, cells) in enumerate(rendered, start=1):  # noqa: B007
+                spill.add(ids, cells)
+            if written == 0:
                 return 0
             schema.finalize()
             stream.write(self._header_line(schema.header(), options.neutralize))
             self._write_rows(stream, schema, spill)
-        return count
+        return written
 
     def _header_line(self, header: list[str], neutralize: bool) -> bytes:
         buffer = io.StringIO()

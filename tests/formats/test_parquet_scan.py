@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hermes.formats import parquet
 from hermes.formats.base import BsonChunks
 from hermes.storage.database import CODEC_OPTIONS
-from tests.strategies import DATES, SCALARS, STORED_DOCUMENTS, same_bson
+from tests.strategies import COLLECTIONS, STORED_DOCUMENTS, same_bson
 
 needs_c = pytest.mark.skipif(
     not parquet.SCANS_BSON,
@@ -68,55 +68,10 @@ def scan(documents: list[dict[str, Any]]) -> Any:
     return parquet._bsonarrow.scan([bson.encode(document) for document in documents])
 
 
-# -- documents of one collection: shared keys, each field of one type or of several ------------
-
-_SCALAR_KINDS = [
-    st.text(max_size=8),
-    st.integers(-(2**31), 2**31 - 1),
-    st.integers(-(2**63), 2**63 - 1).map(Int64),
-    st.floats(),
-    st.booleans(),
-    DATES,
-    st.binary(min_size=12, max_size=12).map(ObjectId),
-    st.binary(max_size=6),
-    st.binary(min_size=16, max_size=16).map(lambda data: Binary(data, 4)),
-    st.binary(max_size=6).map(lambda data: Binary(data, 0x80)),
-    SCALARS,  # anything: mixed
-]
-
-
-@st.composite
-def field_values(draw: Any, depth: int = 0) -> st.SearchStrategy:
-    """The values one field takes across a collection: mostly one kind, sometimes null."""
-    kind = draw(st.integers(0, len(_SCALAR_KINDS) + (1 if depth < 2 else -1)))
-    if kind < len(_SCALAR_KINDS):
-        values = _SCALAR_KINDS[kind]
-    elif kind == len(_SCALAR_KINDS):
-        values = st.lists(draw(field_values(depth + 1)), max_size=4)
-    else:
-        keys = draw(st.lists(st.sampled_from(["x", "y", "é", "a.b"]), unique=True, max_size=3))
-        values = st.fixed_dictionaries({key: draw(field_values(depth + 1)) for key in keys})
-    return st.one_of(values, st.none()) if draw(st.booleans()) else values
-
-
-@st.composite
-def collections(draw: Any) -> list[dict[str, Any]]:
-    fields = {name: draw(field_values()) for name in ["name", "n", "at", "inner", "tags"]}
-    optional = draw(st.booleans())
-    documents = []
-    for number in range(draw(st.integers(0, 12))):
-        document: dict[str, Any] = {"_id": number}
-        for name, values in fields.items():
-            if not optional or draw(st.booleans()):
-                document[name] = draw(values)
-        documents.append(document)
-    return documents
-
-
 @needs_c
 @MODES
 @settings(max_examples=120, deadline=None)
-@given(documents=collections(), chunk=st.integers(1, 5), row_group=st.integers(1, 8))
+@given(documents=COLLECTIONS, chunk=st.integers(1, 5), row_group=st.integers(1, 8))
 def test_collections_are_written_byte_for_byte_as_the_python_conversion(
     json_format, documents, chunk, row_group
 ):

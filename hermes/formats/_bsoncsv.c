@@ -1,0 +1,513 @@
+/*
+ * Raw BSON documents -> the natural cells of Hermes' CSV writer (hermes/formats/csv.py), without
+ * a Python object per field.
+ *
+ * The CSV writer's first pass walks each document (decoded with naive UTC dates), flattening
+ * sub-documents whose field name and keys are plain into dotted columns, and renders each leaf
+ * as the text its natural type takes (a string's UTF-8, "%d" for integers, repr for doubles,
+ * ISO dates with milliseconds, hex ObjectIds, base64 binary, Extended JSON for the rest). Here
+ * the same walk runs on the BSON bytes: render() gives, per document, those cells and a
+ * *signature*: the keys and value kinds of the walk, everything the writer's bookkeeping (which
+ * columns, which key orders, which types) depends on. The writer learns a signature's leaf ids
+ * from the first document that has it (through its Python walk) and takes the cells of the next
+ * ones from here.
+ *
+ * It never guesses: a document with anything it does not render exactly as Python would
+ * (malformed BSON, a repeated key, a top-level key starting with "$", invalid UTF-8, a
+ * Decimal128, or whatever the Extended JSON writer of _bsonjson.h declines) is declined (None)
+ * and goes the Python way.
+ */
+
+#include "_bsonjson.h"
+
+#define OK 0
+#define DECLINE 1
+#define ERROR (-1)
+
+#define MIN_DATETIME_MS (-62135596800000LL) /* 0001-01-01, Python's datetime.min */
+
+typedef struct {
+    Encoder cells;     /* every cell's text, back to back */
+    size_t *ends;      /* where each cell ends in ``cells`` */
+    size_t ncells;
+    size_t ends_cap;
+    Encoder signature; /* the walk's keys and kinds */
+    Key *keys;         /* keys of the levels being walked, for the repeat check */
+    size_t nkeys;
+    size_t keys_cap;
+} Render;
+
+static int end_cell(Render *r) {
+    if (r->ncells == r->ends_cap) {
+        size_t cap = r->ends_cap ? r->ends_cap * 2 : 64;
+        size_t *ends = PyMem_Realloc(r->ends, cap * sizeof(size_t));
+        if (!ends) {
+            PyErr_NoMemory();
+            return ERROR;
+        }
+        r->ends = ends;
+        r->ends_cap = cap;
+    }
+    r->ends[r->ncells++] = r->cells.len;
+    return OK;
+}
+
+/* One byte of kind (and its detail) after the key in the signature. */
+static int sign(Render *r, const uint8_t *key, size_t key_len, uint8_t kind, uint8_t detail) {
+    if (reserve(&r->signature, key_len + 3) < 0) {
+        return ERROR;
+    }
+    memcpy(r->signature.buf + r->signature.len, key, key_len);
+    r->signature.len += key_len;
+    put_char(&r->signature, '\0');
+    put_char(&r->signature, (char)kind);
+    put_char(&r->signature, (char)detail);
+    return OK;
+}
+
+static int push_render_key(Render *r, const uint8_t *key, size_t len) {
+    if (r->nkeys == r->keys_cap) {
+        size_t cap = r->keys_cap ? r->keys_cap * 2 : 64;
+        Key *keys = PyMem_Realloc(r->keys, cap * sizeof(Key));
+        if (!keys) {
+            PyErr_NoMemory();
+            return ERROR;
+        }
+        r->keys = keys;
+        r->keys_cap = cap;
+    }
+    r->keys[r->nkeys].ptr = key;
+    r->keys[r->nkeys].len = len;
+    r->nkeys++;
+    return OK;
+}
+
+/* csv.is_plain_name: non-empty, no ".", not starting with "$" or '"'. */
+static int plain_name(const uint8_t *key, size_t len) {
+    return len && key[0] != '$' && key[0] != '"' && !memchr(key, '.', len);
+}
+
+static int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t block;
+            memcpy(&block, s + i, 8);
+            if (!(block & HIGHS)) {
+                i += 8;
+                continue;
+            }
+        }
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t length = utf8_sequence(s + i, n - i);
+        if (!length) {
+            return 0;
+        }
+        i += length;
+    }
+    return 1;
+}
+
+/* Bytes of the value of BSON type ``type`` at p (avail bytes there); 0 when malformed or of an
+ * unknown type (no value is empty but those of types 0x06, 0x0A, 0x7F, 0xFF: see ``empty``). */
+static size_t value_size(uint8_t type, const uint8_t *p, size_t avail, int *empty) {
+    uint64_t n;
+    *empty = 0;
+    switch (type) {
+    case 0x01: case 0x09: case 0x11: case 0x12: n = 8; break;
+    case 0x02: case 0x0D: case 0x0E: /* string, code, symbol */
+        n = avail < 4 ? UINT64_MAX : 4 + (uint64_t)read_u32(p);
+        break;
+    case 0x03: case 0x04: case 0x0F: /* document, array, code with scope: their own length */
+        n = avail < 4 ? UINT64_MAX : read_u32(p);
+        break;
+    case 0x05: n = avail < 4 ? UINT64_MAX : 5 + (uint64_t)read_u32(p); break;
+    case 0x07: n = 12; break;
+    case 0x08: n = 1; break;
+    case 0x0C: n = avail < 4 ? UINT64_MAX : 4 + (uint64_t)read_u32(p) + 12; break;
+    case 0x10: n = 4; break;
+    case 0x13: n = 16; break;
+    case 0x0B: { /* regex: two C strings */
+        const uint8_t *first = memchr(p, 0, avail);
+        const uint8_t *second =
+            first ? memchr(first + 1, 0, (size_t)(p + avail - first - 1)) : NULL;
+        n = second ? (uint64_t)(second + 1 - p) : UINT64_MAX;
+        break;
+    }
+    case 0x06: case 0x0A: case 0x7F: case 0xFF: *empty = 1; return 0;
+    default: return 0;
+    }
+    return n <= avail ? (size_t)n : 0;
+}
+
+/* Whether the sub-document at doc flattens into dotted columns: non-empty, every key plain
+ * (csv._flattens), whatever the values. Malformed bytes answer no: the JSON writer then
+ * declines them. */
+static int flattens(const uint8_t *doc, size_t size) {
+    const uint8_t *pos = doc + 4, *end = doc + size - 1;
+    if (pos >= end) {
+        return 0;
+    }
+    while (pos < end) {
+        uint8_t type = *pos++;
+        const uint8_t *key = pos;
+        const uint8_t *key_end = find_nul(key, end);
+        if (!key_end || !plain_name(key, (size_t)(key_end - key))) {
+            return 0;
+        }
+        pos = key_end + 1;
+        int empty;
+        size_t n = value_size(type, pos, (size_t)(end - pos), &empty);
+        if (!n && !empty) {
+            return 0;
+        }
+        pos += n;
+    }
+    return 1;
+}
+
+/* The value's cell as Extended JSON (csv._json_bytes: the value inside {"": value}). */
+static int json_cell(Render *r, uint8_t type, const uint8_t **pos, const uint8_t *end) {
+    r->cells.nkeys = 0;
+    int rc = put_value(&r->cells, type, pos, end, 1);
+    return rc == ENC_OK ? end_cell(r) : rc;
+}
+
+static int walk(Render *r, const uint8_t *doc, size_t size, int top);
+
+/* One element: its cell(s) and its signature entry. */
+static int element(Render *r, uint8_t type, const uint8_t *key, size_t key_len,
+                   const uint8_t **pos, const uint8_t *end) {
+    const uint8_t *p = *pos;
+    size_t avail = (size_t)(end - p);
+    Encoder *c = &r->cells;
+    switch (type) {
+    case 0x02: { /* string: its UTF-8; the empty string is JSON ("" stands for missing) */
+        if (avail < 5) {
+            return DECLINE;
+        }
+        size_t n = read_u32(p);
+        if (n < 1 || n > avail - 4 || p[4 + n - 1] != 0 || !utf8_valid(p + 4, n - 1)) {
+            return DECLINE;
+        }
+        if (sign(r, key, key_len, 's', n > 1) < 0) {
+            return ERROR;
+        }
+        *pos = p + 4 + n;
+        if (reserve(c, n + 2) < 0) {
+            return ERROR;
+        }
+        if (n == 1) {
+            PUT_LITERAL(c, "\"\"");
+        } else {
+            put_bytes(c, (const char *)p + 4, n - 1);
+        }
+        return end_cell(r);
+    }
+    case 0x03: /* sub-document: dotted columns when it flattens, else JSON */
+        if (avail >= 5 && plain_name(key, key_len)) {
+            size_t n = read_u32(p);
+            if (n >= 5 && n <= avail && p[n - 1] == 0 && flattens(p, n)) {
+                if (sign(r, key, key_len, '{', 0) < 0) {
+                    return ERROR;
+                }
+                int rc = walk(r, p, n, 0);
+                if (rc != OK) {
+                    return rc;
+                }
+                *pos = p + n;
+                return sign(r, (const uint8_t *)"", 0, '}', 0);
+            }
+        }
+        break;
+    case 0x10: /* int32 */
+        if (avail < 4) {
+            return DECLINE;
+        }
+        if (sign(r, key, key_len, 'i', 0) < 0 || reserve(c, 24) < 0) {
+            return ERROR;
+        }
+        put_int64(c, (int32_t)read_u32(p));
+        *pos = p + 4;
+        return end_cell(r);
+    case 0x12: /* int64 */
+        if (avail < 8) {
+            return DECLINE;
+        }
+        if (sign(r, key, key_len, 'l', 0) < 0 || reserve(c, 24) < 0) {
+            return ERROR;
+        }
+        put_int64(c, (int64_t)read_u64(p));
+        *pos = p + 8;
+        return end_cell(r);
+    case 0x01: { /* double: repr, or NaN / Infinity / -Infinity */
+        if (avail < 8) {
+            return DECLINE;
+        }
+        uint64_t bits = read_u64(p);
+        double v;
+        memcpy(&v, &bits, 8);
+        if (sign(r, key, key_len, 'd', 0) < 0 || reserve(c, 16) < 0) {
+            return ERROR;
+        }
+        if (isnan(v)) {
+            PUT_LITERAL(c, "NaN");
+        } else if (isinf(v)) {
+            if (v > 0) {
+                PUT_LITERAL(c, "Infinity");
+            } else {
+                PUT_LITERAL(c, "-Infinity");
+            }
+        } else if (put_finite_double(c, v, 1) != ENC_OK) {
+            return ERROR;
+        }
+        *pos = p + 8;
+        return end_cell(r);
+    }
+    case 0x08: /* bool */
+        if (avail < 1 || p[0] > 1) {
+            return DECLINE;
+        }
+        if (sign(r, key, key_len, 'b', 0) < 0 || reserve(c, 5) < 0) {
+            return ERROR;
+        }
+        if (p[0]) {
+            PUT_LITERAL(c, "true");
+        } else {
+            PUT_LITERAL(c, "false");
+        }
+        *pos = p + 1;
+        return end_cell(r);
+    case 0x0A: /* null: JSON (an empty cell stands for a missing field) */
+        if (sign(r, key, key_len, 'n', 0) < 0 || reserve(c, 4) < 0) {
+            return ERROR;
+        }
+        PUT_LITERAL(c, "null");
+        return end_cell(r);
+    case 0x09: { /* date: ISO text within datetime's years, else JSON (DatetimeMS) */
+        if (avail < 8) {
+            return DECLINE;
+        }
+        int64_t ms = (int64_t)read_u64(p);
+        if (ms < MIN_DATETIME_MS || ms > MAX_DATETIME_MS) {
+            break;
+        }
+        if (sign(r, key, key_len, 't', 0) < 0 || reserve(c, 32) < 0) {
+            return ERROR;
+        }
+        put_iso_datetime(c, ms);
+        *pos = p + 8;
+        return end_cell(r);
+    }
+    case 0x07: /* ObjectId: 24 hex digits */
+        if (avail < 12) {
+            return DECLINE;
+        }
+        if (sign(r, key, key_len, 'o', 0) < 0 || reserve(c, 24) < 0) {
+            return ERROR;
+        }
+        for (int i = 0; i < 12; i++) {
+            put_char(c, HEX[p[i] >> 4]);
+            put_char(c, HEX[p[i] & 15]);
+        }
+        *pos = p + 12;
+        return end_cell(r);
+    case 0x05: { /* binary subtype 0, non-empty: base64; any other: JSON */
+        if (avail < 5) {
+            return DECLINE;
+        }
+        size_t n = read_u32(p);
+        if (n > avail - 5) {
+            return DECLINE;
+        }
+        if (p[4] != 0 || n == 0) {
+            if (sign(r, key, key_len, 'x', p[4]) < 0) {
+                return ERROR;
+            }
+            return json_cell(r, type, pos, end);
+        }
+        if (sign(r, key, key_len, 'B', 0) < 0 || reserve(c, (n + 2) / 3 * 4) < 0) {
+            return ERROR;
+        }
+        put_base64(c, p + 5, n);
+        *pos = p + 5 + n;
+        return end_cell(r);
+    }
+    case 0x13: /* Decimal128: str() of it is Python's */
+        return DECLINE;
+    default:
+        break;
+    }
+    /* Arrays, sub-documents that do not flatten, dates beyond datetime, the other types. */
+    if (sign(r, key, key_len, 'j', type) < 0) {
+        return ERROR;
+    }
+    return json_cell(r, type, pos, end);
+}
+
+/* The elements of a document (``top``) or of a sub-document that flattens. */
+static int walk(Render *r, const uint8_t *doc, size_t size, int top) {
+    const uint8_t *pos = doc + 4, *end = doc + size - 1;
+    size_t first_key = r->nkeys;
+    while (pos < end) {
+        uint8_t type = *pos++;
+        const uint8_t *key = pos;
+        const uint8_t *key_end = find_nul(key, end);
+        if (!key_end) {
+            return DECLINE;
+        }
+        size_t key_len = (size_t)(key_end - key);
+        if (top && key_len && key[0] == '$') {
+            return DECLINE; /* pymongo's reading of such a document is Python's to tell */
+        }
+        pos = key_end + 1;
+        if (pos > end) {
+            return DECLINE;
+        }
+        int rc = push_render_key(r, key, key_len);
+        if (rc == OK) {
+            rc = element(r, type, key, key_len, &pos, end);
+        }
+        if (rc != OK) {
+            return rc;
+        }
+    }
+    if (pos != end) {
+        return DECLINE;
+    }
+    int duplicates;
+    if (has_duplicate_keys(r->keys + first_key, r->nkeys - first_key, &duplicates) < 0) {
+        return ERROR;
+    }
+    r->nkeys = first_key;
+    return duplicates ? DECLINE : OK;
+}
+
+/* (signature, cells) of one document, or None when declined. */
+static PyObject *render_document(Render *r, const uint8_t *doc, size_t size, PyObject *empty) {
+    r->cells.len = 0;
+    r->signature.len = 0;
+    r->ncells = 0;
+    r->nkeys = 0;
+    int rc = DECLINE;
+    if (size >= 5 && size <= INT32_MAX && read_u32(doc) == size && doc[size - 1] == 0) {
+        rc = walk(r, doc, size, 1);
+    }
+    if (rc == ERROR) {
+        return NULL;
+    }
+    if (rc == DECLINE) {
+        Py_RETURN_NONE;
+    }
+    PyObject *cells = PyList_New((Py_ssize_t)r->ncells + 1);
+    if (!cells) {
+        return NULL;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i < r->ncells; i++) {
+        PyObject *cell =
+            PyBytes_FromStringAndSize(r->cells.buf + start, (Py_ssize_t)(r->ends[i] - start));
+        if (!cell) {
+            Py_DECREF(cells);
+            return NULL;
+        }
+        PyList_SET_ITEM(cells, (Py_ssize_t)i, cell);
+        start = r->ends[i];
+    }
+    Py_INCREF(empty); /* the empty cell the writer's walk ends every document with */
+    PyList_SET_ITEM(cells, (Py_ssize_t)r->ncells, empty);
+    PyObject *signature =
+        PyBytes_FromStringAndSize(r->signature.buf ? r->signature.buf : "",
+                                  (Py_ssize_t)r->signature.len);
+    if (!signature) {
+        Py_DECREF(cells);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", signature, cells);
+}
+
+PyDoc_STRVAR(render_doc,
+             "render(raws, canonical=False) -> list[tuple[bytes, list[bytes]] | None]\n\n"
+             "For each BSON document of raws (bytes-like, each exactly one document): its\n"
+             "signature and its natural CSV cells (ending with an empty cell), as the CSV\n"
+             "writer's walk renders them; None for a document it declines.");
+
+static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *keywords[] = {"raws", "canonical", NULL};
+    PyObject *raws;
+    int canonical = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p:render", keywords, &raws, &canonical)) {
+        return NULL;
+    }
+    PyObject *items = PySequence_Tuple(raws);
+    if (!items) {
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
+    PyObject *out = PyList_New(count);
+    PyObject *empty = PyBytes_FromStringAndSize("", 0);
+    Render r = {0};
+    r.cells.canonical = canonical;
+    if (!out || !empty) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(items, i), &view, PyBUF_SIMPLE) < 0) {
+            goto fail;
+        }
+        PyObject *rendered = render_document(&r, view.buf, (size_t)view.len, empty);
+        PyBuffer_Release(&view);
+        if (!rendered) {
+            goto fail;
+        }
+        PyList_SET_ITEM(out, i, rendered);
+    }
+    encoder_free(&r.cells);
+    encoder_free(&r.signature);
+    PyMem_Free(r.ends);
+    PyMem_Free(r.keys);
+    Py_DECREF(items);
+    Py_DECREF(empty);
+    return out;
+fail:
+    encoder_free(&r.cells);
+    encoder_free(&r.signature);
+    PyMem_Free(r.ends);
+    PyMem_Free(r.keys);
+    Py_DECREF(items);
+    Py_XDECREF(empty);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyMethodDef bsoncsv_methods[] = {
+    {"render", (PyCFunction)(void (*)(void))bsoncsv_render, METH_VARARGS | METH_KEYWORDS,
+     render_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int bsoncsv_exec(PyObject *module) {
+    (void)module;
+    return build_pow10_table();
+}
+
+static PyModuleDef_Slot bsoncsv_slots[] = {
+    {Py_mod_exec, bsoncsv_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef bsoncsv_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "hermes.formats._bsoncsv",
+    .m_doc = "Raw BSON documents to the natural cells of Hermes' CSV writer.",
+    .m_size = 0,
+    .m_methods = bsoncsv_methods,
+    .m_slots = bsoncsv_slots,
+};
+
+PyMODINIT_FUNC PyInit__bsoncsv(void) { return PyModuleDef_Init(&bsoncsv_module); }
