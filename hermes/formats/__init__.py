@@ -180,27 +180,30 @@ def convert_file(
     cannot be read stops it. ``on_progress`` is told how many documents each batch read.
 
     JSON Lines are read straight to BSON by the C decoder where it is built, and handed on as
-    :class:`BsonChunks`, which the JSON, JSON Lines and Parquet writers turn into their output
-    without Python objects per field; the file is the same as through decoded documents. If a
-    line the decoder declines holds what BSON cannot (a key with NUL, an integer over 64 bits),
-    the conversion starts again through decoded documents, which write it or say why.
+    :class:`BsonChunks`, which the JSON, JSON Lines, Parquet and CSV writers turn into their
+    output without Python objects per field; the file is the same as through decoded documents.
+    If a line the decoder declines holds what BSON cannot hold as it is (a key with NUL, an
+    integer over 64 bits, an ``_id`` after other fields), the conversion starts again through
+    decoded documents, which write it or say why (``on_progress`` then hears the batches read
+    again).
     """
     fmt, _ = _resolve(source, source_format)
-    read = dict(batch_size=batch_size)
     if getattr(fmt, "reads_bson", False):
         from hermes.formats import jsonbson
 
         if jsonbson.AVAILABLE:
-            chunks = _bson_chunks(read_documents(source, fmt.name, raw_bson=True, **read))
+            batches = read_documents(source, fmt.name, batch_size=batch_size, raw_bson=True)
+            chunks = _told(_bson_chunks(batches), on_progress)
             try:
-                documents = BsonChunks(_told(chunks, on_progress), jsonbson.CODEC_OPTIONS)
+                documents = BsonChunks(chunks, jsonbson.CODEC_OPTIONS)
                 return write_documents(
                     target, documents, target_format, overwrite=overwrite, **options
                 )
             except jsonbson.NotBson:
                 pass
-    batches = (batch.documents for batch in read_documents(source, fmt.name, **read))
-    documents = (d for batch in _told(batches, on_progress) for d in batch)
+    batches = read_documents(source, fmt.name, batch_size=batch_size)
+    told = _told((batch.documents for batch in batches), on_progress)
+    documents = (document for chunk in told for document in chunk)
     return write_documents(target, documents, target_format, overwrite=overwrite, **options)
 
 
@@ -218,7 +221,10 @@ def _bson_chunks(batches: Iterable[Batch]) -> Iterator[list[bytes]]:
         ]
 
 
-def _told(chunks: Iterable[list[Any]], on_progress: Callable[[int], None] | None) -> Iterator:
+def _told(
+    chunks: Iterable[list[Any]], on_progress: Callable[[int], None] | None
+) -> Iterator[list[Any]]:
+    """Pass chunks through, telling ``on_progress`` the size of each once it is handed on."""
     for chunk in chunks:
         yield chunk
         if on_progress is not None:

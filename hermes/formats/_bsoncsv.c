@@ -12,6 +12,9 @@
  * from the first document that has it (through its Python walk) and takes the cells of the next
  * ones from here.
  *
+ * join_rows() makes the second pass's lines from the spilled cells, for the row shapes the
+ * writer has a plan for (columns placed as they are, some quoted).
+ *
  * It never guesses: a document with anything it does not render exactly as Python would
  * (malformed BSON, a repeated key, a top-level key starting with "$", invalid UTF-8, a
  * Decimal128, or whatever the Extended JSON writer of _bsonjson.h declines) is declined (None)
@@ -485,9 +488,130 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The second pass: rows from spilled cells                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One row by its plan: the cells at ``positions`` joined by the delimiter, those flagged in
+ * ``quote`` quoted (quotes doubled) when they hold a byte of ``special``, then CRLF. */
+static int join_row(Encoder *out, PyObject *cells, PyObject *plan, const uint8_t *special,
+                    const char *delimiter, size_t delimiter_len) {
+    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 2 || !PyList_Check(cells)) {
+        PyErr_SetString(PyExc_TypeError, "a plan is (positions, quote flags); cells a list");
+        return ERROR;
+    }
+    PyObject *positions = PyTuple_GET_ITEM(plan, 0), *flags = PyTuple_GET_ITEM(plan, 1);
+    if (!PyTuple_Check(positions) || !PyBytes_Check(flags)) {
+        PyErr_SetString(PyExc_TypeError, "a plan is (tuple of positions, bytes of flags)");
+        return ERROR;
+    }
+    Py_ssize_t ncells = PyList_GET_SIZE(cells);
+    const char *quote = PyBytes_AS_STRING(flags);
+    Py_ssize_t nflags = PyBytes_GET_SIZE(flags);
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(positions); j++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(positions, j));
+        if (index < 0 || index >= ncells) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_IndexError, "a plan's position is not a cell of the row");
+            }
+            return ERROR;
+        }
+        PyObject *cell = PyList_GET_ITEM(cells, index);
+        if (!PyBytes_Check(cell)) {
+            PyErr_SetString(PyExc_TypeError, "cells are bytes");
+            return ERROR;
+        }
+        const uint8_t *text = (const uint8_t *)PyBytes_AS_STRING(cell);
+        size_t size = (size_t)PyBytes_GET_SIZE(cell);
+        int quoted = 0, quotes = 0;
+        if (index < nflags && quote[index]) {
+            for (size_t k = 0; k < size; k++) {
+                quoted |= special[text[k]];
+                quotes += text[k] == '"';
+            }
+        }
+        if (reserve(out, delimiter_len + size + (size_t)quotes + 4) < 0) {
+            return ERROR;
+        }
+        if (j) {
+            put_bytes(out, delimiter, delimiter_len);
+        }
+        if (!quoted) {
+            put_bytes(out, (const char *)text, size);
+            continue;
+        }
+        put_char(out, '"');
+        for (size_t k = 0; k < size; k++) {
+            if (text[k] == '"') {
+                put_char(out, '"');
+            }
+            put_char(out, (char)text[k]);
+        }
+        put_char(out, '"');
+    }
+    if (reserve(out, 2) < 0) {
+        return ERROR;
+    }
+    PUT_LITERAL(out, "\r\n");
+    return OK;
+}
+
+PyDoc_STRVAR(join_rows_doc,
+             "join_rows(batch, start, plans, special, delimiter) -> tuple[bytes, int]\n\n"
+             "The CSV lines (each ending with CRLF) of the spilled (ids, cells) pairs of batch\n"
+             "from index start, as long as plans (a dict) holds a plan for their ids: a tuple\n"
+             "(positions, quote flags) naming the cell of each column and the cells to quote\n"
+             "when they hold a byte of special. Returns the lines and the index it stopped at\n"
+             "(len(batch), or the first pair without a plan).");
+
+static PyObject *bsoncsv_join_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *batch, *plans;
+    Py_ssize_t start;
+    Py_buffer special, delimiter;
+    if (!PyArg_ParseTuple(args, "O!nO!y*y*:join_rows", &PyList_Type, &batch, &start,
+                          &PyDict_Type, &plans, &special, &delimiter)) {
+        return NULL;
+    }
+    uint8_t table[256] = {0};
+    for (Py_ssize_t k = 0; k < special.len; k++) {
+        table[((const uint8_t *)special.buf)[k]] = 1;
+    }
+    Encoder out = {0};
+    Py_ssize_t index = start < 0 ? 0 : start;
+    int rc = OK;
+    for (; index < PyList_GET_SIZE(batch); index++) {
+        PyObject *item = PyList_GET_ITEM(batch, index);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a spilled row is an (ids, cells) tuple");
+            rc = ERROR;
+            break;
+        }
+        PyObject *plan = PyDict_GetItemWithError(plans, PyTuple_GET_ITEM(item, 0));
+        if (!plan) {
+            rc = PyErr_Occurred() ? ERROR : OK;
+            break;
+        }
+        rc = join_row(&out, PyTuple_GET_ITEM(item, 1), plan, table, delimiter.buf,
+                      (size_t)delimiter.len);
+        if (rc != OK) {
+            break;
+        }
+    }
+    PyBuffer_Release(&special);
+    PyBuffer_Release(&delimiter);
+    if (rc != OK) {
+        encoder_free(&out);
+        return NULL;
+    }
+    PyObject *text = encoder_result(&out);
+    return text ? Py_BuildValue("(Nn)", text, index) : NULL;
+}
+
 static PyMethodDef bsoncsv_methods[] = {
     {"render", (PyCFunction)(void (*)(void))bsoncsv_render, METH_VARARGS | METH_KEYWORDS,
      render_doc},
+    {"join_rows", bsoncsv_join_rows, METH_VARARGS, join_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -504,7 +628,7 @@ static PyModuleDef_Slot bsoncsv_slots[] = {
 static struct PyModuleDef bsoncsv_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "hermes.formats._bsoncsv",
-    .m_doc = "Raw BSON documents to the natural cells of Hermes' CSV writer.",
+    .m_doc = "Raw BSON documents to the natural cells of Hermes' CSV writer, and its rows.",
     .m_size = 0,
     .m_methods = bsoncsv_methods,
     .m_slots = bsoncsv_slots,

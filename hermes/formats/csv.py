@@ -123,7 +123,6 @@ _LINE_END_BYTES = _LINE_END.encode()
 _FIELD_LIMIT = 1 << 26
 #: The longest physical line read: a row of a 16 MB document fits many times over.
 _MAX_LINE = 1 << 27
-_FLUSH_BYTES = 1 << 20
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -938,11 +937,12 @@ class _Spill:
             self.file.write(data)
         self.pending, self.size = [], 0
 
-    def __iter__(self) -> Iterator[tuple[tuple[int, ...], list[bytes]]]:
+    def batches(self) -> Iterator[list[tuple[tuple[int, ...], list[bytes]]]]:
+        """The spilled documents, a batch (as they were flushed) at a time."""
         self.flush()
         self.file.seek(0)
         while size := self.file.read(8):
-            yield from marshal.loads(self.file.read(int.from_bytes(size, "little")))
+            yield marshal.loads(self.file.read(int.from_bytes(size, "little")))
 
 
 #: Cell bytes that start a formula in a spreadsheet (``neutralize_formulas``).
@@ -956,20 +956,49 @@ class _Rows:
 
     def __init__(self, schema: _Schema, delimiter: str) -> None:
         self.schema = schema
-        self.join = delimiter.encode("utf-8").join
-        special = re.escape(delimiter.encode("utf-8"))
-        self.needs_quotes = re.compile(b'["\r\n' + special + b"]").search
+        self.delimiter = delimiter.encode("utf-8")
+        self.join = self.delimiter.join
+        #: Bytes that make a cell quoted.
+        self.special = b'"\r\n' + self.delimiter
+        self.needs_quotes = re.compile(b"[" + re.escape(self.special) + b"]").search
         neutralize = schema.options.neutralize
         self.neutral = [c.column for c in schema.columns if neutralize and _is_text(c)]
         self.makers: dict[tuple[int, ...], _RowMaker] = {}
+        #: The plans of the shapes whose rows the C joiner makes (see :attr:`_RowMaker.plan`).
+        self.plans: dict[tuple[int, ...], tuple[tuple[int, ...], bytes]] = {}
 
     def row(self, ids: tuple[int, ...], cells: list[bytes]) -> bytes:
+        return self.maker(ids)(cells)
+
+    def maker(self, ids: tuple[int, ...]) -> _RowMaker:
         make = self.makers.get(ids)
         if make is None:
             if len(self.makers) >= _MAX_SHAPES:
                 self.makers.clear()
+                self.plans.clear()
             make = self.makers[ids] = _RowMaker(self, ids)
-        return make(cells)
+        return make
+
+    def lines(self, batch: list[tuple[tuple[int, ...], list[bytes]]]) -> bytes:
+        """The CSV lines of a batch of spilled documents, each ending with CRLF: joined in C
+        (``_bsoncsv.join_rows``) for the shapes with a plan, by their makers otherwise."""
+        if _bsoncsv is None:
+            return b"".join([self.row(ids, cells) + _LINE_END_BYTES for ids, cells in batch])
+        join_rows, plans = _bsoncsv.join_rows, self.plans
+        parts: list[bytes] = []
+        start = 0
+        while True:
+            text, start = join_rows(batch, start, plans, self.special, self.delimiter)
+            parts.append(text)
+            if start == len(batch):
+                return b"".join(parts)
+            ids, cells = batch[start]
+            make = self.maker(ids)
+            if make.plan is not None:
+                plans[ids] = make.plan
+            else:
+                parts.append(make(cells) + _LINE_END_BYTES)
+                start += 1
 
 
 def _is_text(column: _Field) -> bool:
@@ -1003,6 +1032,14 @@ class _RowMaker:
         self.built = [(column, _builder(columns[column], p)) for column, p in parts.items()]
         # Most rows: cells placed as they are, some quoted. The rest take _general.
         self.direct = not self.built and not self.neutral and len(columns) != 1
+        #: For a direct maker, what the C joiner needs: the cell of each column, and a flag
+        #: per cell that may need quotes.
+        self.plan: tuple[tuple[int, ...], bytes] | None = None
+        if self.direct:
+            flags = bytearray(len(ids) + 1)
+            for index in self.free:
+                flags[index] = 1
+            self.plan = (tuple(positions), bytes(flags))
 
     def __call__(self, cells: list[bytes]) -> bytes:
         if self.direct:
@@ -1368,20 +1405,9 @@ class CsvFormat:
         return buffer.getvalue().encode("utf-8")
 
     def _write_rows(self, stream: IO[bytes], schema: _Schema, spill: _Spill) -> None:
-        make = _Rows(schema, self.delimiter).row
-        rows: list[bytes] = []
-        size = 0
-        for ids, cells in spill:
-            row = make(ids, cells)
-            rows.append(row)
-            size += len(row)
-            if size >= _FLUSH_BYTES:
-                rows.append(b"")
-                stream.write(_LINE_END_BYTES.join(rows))
-                rows, size = [], 0
-        if rows:
-            rows.append(b"")
-            stream.write(_LINE_END_BYTES.join(rows))
+        rows = _Rows(schema, self.delimiter)
+        for batch in spill.batches():
+            stream.write(rows.lines(batch))
 
     def read_batches(
         self,

@@ -1,6 +1,6 @@
-"""An export's documents, still in BSON, become CSV cells in C (``_bsoncsv``) without decoding:
-the file is byte for byte the one the Python walk writes from the decoded documents, and
-whatever the renderer does not reproduce exactly goes the Python way."""
+"""An export's documents, still in BSON, become CSV cells in C (``_bsoncsv``) without decoding,
+and the second pass joins rows in C: the file is byte for byte the one the Python walk and row
+makers write, and whatever the renderer does not reproduce exactly goes the Python way."""
 
 from __future__ import annotations
 
@@ -178,6 +178,34 @@ def test_what_the_renderer_declines_goes_the_python_way(raw):
 def test_a_document_of_a_known_shape_after_a_declined_one_is_still_rendered():
     documents = [{"_id": i, "price": Decimal128("1.10") if i == 1 else "free"} for i in range(4)]
     assert_same_file(encoded(documents, 2))
+
+
+def write_documents_as(format_name: str, documents: list[dict[str, Any]]) -> tuple[Any, ...]:
+    stream = io.BytesIO()
+    try:
+        get_format(format_name).write_stream(stream, iter(documents))
+    except Exception as exc:
+        return ("raised", type(exc), str(exc))
+    return ("ok", stream.getvalue())
+
+
+_TRICKY = st.text(alphabet=',\t"\r\n;aé', max_size=6)
+
+
+@needs_c
+@pytest.mark.parametrize("format_name", ["csv", "tsv"])
+@settings(max_examples=100, deadline=None)
+@given(
+    documents=st.lists(
+        st.fixed_dictionaries({"_id": st.integers(), "a": _TRICKY, "b": _TRICKY | st.integers()}),
+        max_size=6,
+    )
+)
+def test_rows_joined_in_c_are_those_the_python_row_makers_write(format_name, documents):
+    written = write_documents_as(format_name, documents)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csv_format, "_bsoncsv", None)
+        assert written == write_documents_as(format_name, documents)
 
 
 @pytest.mark.skipif(not os.environ.get("CI"), reason="only CI has to prove the extension is built")
