@@ -115,7 +115,6 @@ import bson
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bson import DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.binary import Binary
@@ -791,6 +790,8 @@ def _decode_texts(array: pa.Array) -> list[Any]:
     A column whose cells do not each make one value (a cell that is not JSON, or holds two)
     fails here, and the caller reads it cell by cell, where each bad cell is its own record.
     """
+    import pyarrow.compute as pc  # reading only: writers and exports need not load it
+
     count = len(array)
     if not count:
         return []

@@ -30,7 +30,6 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
 from hermes import __version__
-from hermes.domain.documents import DocumentType
 from hermes.errors import (
     ConfirmationRequiredError,
     FormatError,
@@ -92,6 +91,8 @@ from hermes.storage.streams import prefetched_chunks, raw_codec
 if TYPE_CHECKING:
     from pymongo.collection import Collection
     from pymongo.database import Database
+
+    from hermes.domain.documents import DocumentType
 
 __all__ = [
     "BackupResult",
@@ -584,6 +585,8 @@ class DataWarehouseExporter:
     ) -> ExportResult:
         """Export the collection of a document type (``raw``, ``cleaned``, ``chunks``, ...);
         ``file_format`` None means: from the file name."""
+        from hermes.domain.documents import DocumentType  # pydantic models: loaded when used
+
         kind = DocumentType.parse(document_type)
         return self.export_collection(kind.collection_name, output_file, file_format, **options)
 
@@ -1180,6 +1183,8 @@ class DataWarehouseImporter:
         self, document_type: DocumentType | str, input_file: str | Path, **options: Any
     ) -> ImportReport:
         """Import into the type's collection, validating each document with the type's model."""
+        from hermes.domain.documents import DocumentType  # pydantic models: loaded when used
+
         kind = DocumentType.parse(document_type)
         options.setdefault("document_class", kind.model)
         return self.import_collection(kind.collection_name, input_file, **options)
