@@ -389,8 +389,10 @@ static int walk(Render *r, const uint8_t *doc, size_t size, int top) {
     return duplicates ? DECLINE : OK;
 }
 
-/* (signature, cells) of one document, or None when declined. */
-static PyObject *render_document(Render *r, const uint8_t *doc, size_t size, PyObject *empty) {
+/* (signature, (text, ends)) of one document, or None when declined: the cells' text back to
+ * back and where each ends (little-endian uint32s), two objects instead of one per cell, which
+ * is what the spill file stores and join_rows reads. */
+static PyObject *render_document(Render *r, const uint8_t *doc, size_t size) {
     r->cells.len = 0;
     r->signature.len = 0;
     r->ncells = 0;
@@ -402,41 +404,39 @@ static PyObject *render_document(Render *r, const uint8_t *doc, size_t size, PyO
     if (rc == ERROR) {
         return NULL;
     }
-    if (rc == DECLINE) {
+    if (rc == DECLINE || r->cells.len > UINT32_MAX) {
         Py_RETURN_NONE;
     }
-    PyObject *cells = PyList_New((Py_ssize_t)r->ncells + 1);
-    if (!cells) {
+    uint8_t *ends_data;
+    PyObject *ends = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(r->ncells * 4));
+    if (!ends) {
         return NULL;
     }
-    size_t start = 0;
+    ends_data = (uint8_t *)PyBytes_AS_STRING(ends);
     for (size_t i = 0; i < r->ncells; i++) {
-        PyObject *cell =
-            PyBytes_FromStringAndSize(r->cells.buf + start, (Py_ssize_t)(r->ends[i] - start));
-        if (!cell) {
-            Py_DECREF(cells);
-            return NULL;
-        }
-        PyList_SET_ITEM(cells, (Py_ssize_t)i, cell);
-        start = r->ends[i];
+        uint32_t end = (uint32_t)r->ends[i];
+        memcpy(ends_data + 4 * i, &end, 4);
     }
-    Py_INCREF(empty); /* the empty cell the writer's walk ends every document with */
-    PyList_SET_ITEM(cells, (Py_ssize_t)r->ncells, empty);
+    PyObject *text = PyBytes_FromStringAndSize(r->cells.buf ? r->cells.buf : "",
+                                               (Py_ssize_t)r->cells.len);
     PyObject *signature =
-        PyBytes_FromStringAndSize(r->signature.buf ? r->signature.buf : "",
-                                  (Py_ssize_t)r->signature.len);
+        text ? PyBytes_FromStringAndSize(r->signature.buf ? r->signature.buf : "",
+                                         (Py_ssize_t)r->signature.len)
+             : NULL;
     if (!signature) {
-        Py_DECREF(cells);
+        Py_DECREF(ends);
+        Py_XDECREF(text);
         return NULL;
     }
-    return Py_BuildValue("(NN)", signature, cells);
+    return Py_BuildValue("(N(NN))", signature, text, ends);
 }
 
 PyDoc_STRVAR(render_doc,
-             "render(raws, canonical=False) -> list[tuple[bytes, list[bytes]] | None]\n\n"
+             "render(raws, canonical=False) -> list[tuple[bytes, tuple[bytes, bytes]] | None]\n\n"
              "For each BSON document of raws (bytes-like, each exactly one document): its\n"
-             "signature and its natural CSV cells (ending with an empty cell), as the CSV\n"
-             "writer's walk renders them; None for a document it declines.");
+             "signature and its natural CSV cells as the CSV writer's walk renders them, packed:\n"
+             "(text, ends), the cells back to back and where each ends (little-endian uint32);\n"
+             "None for a document it declines.");
 
 static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
@@ -452,10 +452,9 @@ static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs
     }
     Py_ssize_t count = PyTuple_GET_SIZE(items);
     PyObject *out = PyList_New(count);
-    PyObject *empty = PyBytes_FromStringAndSize("", 0);
     Render r = {0};
     r.cells.canonical = canonical;
-    if (!out || !empty) {
+    if (!out) {
         goto fail;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -463,7 +462,7 @@ static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(items, i), &view, PyBUF_SIMPLE) < 0) {
             goto fail;
         }
-        PyObject *rendered = render_document(&r, view.buf, (size_t)view.len, empty);
+        PyObject *rendered = render_document(&r, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
         if (!rendered) {
             goto fail;
@@ -475,7 +474,6 @@ static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs
     PyMem_Free(r.ends);
     PyMem_Free(r.keys);
     Py_DECREF(items);
-    Py_DECREF(empty);
     return out;
 fail:
     encoder_free(&r.cells);
@@ -483,7 +481,6 @@ fail:
     PyMem_Free(r.ends);
     PyMem_Free(r.keys);
     Py_DECREF(items);
-    Py_XDECREF(empty);
     Py_XDECREF(out);
     return NULL;
 }
@@ -494,10 +491,77 @@ fail:
 
 /* One row by its plan: the cells at ``positions`` joined by the delimiter, those flagged in
  * ``quote`` quoted (quotes doubled) when they hold a byte of ``special``, then CRLF. */
+/* A row's cells: a list of bytes (ending with an empty cell), or packed as render() gives
+ * them, (text, ends), where the index one past the last cell is the empty cell. */
+typedef struct {
+    PyObject *list;
+    const char *text;
+    const uint8_t *ends;
+    Py_ssize_t count;
+} Cells;
+
+static int read_cells(PyObject *cells, Cells *c) {
+    memset(c, 0, sizeof(*c));
+    if (PyList_Check(cells)) {
+        c->list = cells;
+        c->count = PyList_GET_SIZE(cells);
+        return OK;
+    }
+    if (PyTuple_Check(cells) && PyTuple_GET_SIZE(cells) == 2 &&
+        PyBytes_Check(PyTuple_GET_ITEM(cells, 0)) && PyBytes_Check(PyTuple_GET_ITEM(cells, 1))) {
+        PyObject *text = PyTuple_GET_ITEM(cells, 0), *ends = PyTuple_GET_ITEM(cells, 1);
+        c->text = PyBytes_AS_STRING(text);
+        c->ends = (const uint8_t *)PyBytes_AS_STRING(ends);
+        c->count = PyBytes_GET_SIZE(ends) / 4 + 1;
+        Py_ssize_t size = PyBytes_GET_SIZE(text);
+        uint32_t previous = 0;
+        for (Py_ssize_t i = 0; i + 1 < c->count; i++) { /* ends must rise within the text */
+            uint32_t end;
+            memcpy(&end, c->ends + 4 * i, 4);
+            if (end < previous || end > (uint64_t)size) {
+                PyErr_SetString(PyExc_ValueError, "packed cells with bad ends");
+                return ERROR;
+            }
+            previous = end;
+        }
+        return OK;
+    }
+    PyErr_SetString(PyExc_TypeError, "cells are a list of bytes or packed (text, ends)");
+    return ERROR;
+}
+
+static int cell_at(const Cells *c, Py_ssize_t index, const uint8_t **text, size_t *size) {
+    if (c->list) {
+        PyObject *cell = PyList_GET_ITEM(c->list, index);
+        if (!PyBytes_Check(cell)) {
+            PyErr_SetString(PyExc_TypeError, "cells are bytes");
+            return ERROR;
+        }
+        *text = (const uint8_t *)PyBytes_AS_STRING(cell);
+        *size = (size_t)PyBytes_GET_SIZE(cell);
+        return OK;
+    }
+    if (index == c->count - 1) {
+        *text = (const uint8_t *)"";
+        *size = 0;
+        return OK;
+    }
+    uint32_t start = 0, end;
+    if (index > 0) {
+        memcpy(&start, c->ends + 4 * (index - 1), 4);
+    }
+    memcpy(&end, c->ends + 4 * index, 4);
+    *text = (const uint8_t *)c->text + start;
+    *size = end - start;
+    return OK;
+}
+
+/* One row by its plan: the cells at ``positions`` joined by the delimiter, those flagged in
+ * ``quote`` quoted (quotes doubled) when they hold a byte of ``special``, then CRLF. */
 static int join_row(Encoder *out, PyObject *cells, PyObject *plan, const uint8_t *special,
                     const char *delimiter, size_t delimiter_len) {
-    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 2 || !PyList_Check(cells)) {
-        PyErr_SetString(PyExc_TypeError, "a plan is (positions, quote flags); cells a list");
+    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a plan is (positions, quote flags)");
         return ERROR;
     }
     PyObject *positions = PyTuple_GET_ITEM(plan, 0), *flags = PyTuple_GET_ITEM(plan, 1);
@@ -505,24 +569,25 @@ static int join_row(Encoder *out, PyObject *cells, PyObject *plan, const uint8_t
         PyErr_SetString(PyExc_TypeError, "a plan is (tuple of positions, bytes of flags)");
         return ERROR;
     }
-    Py_ssize_t ncells = PyList_GET_SIZE(cells);
+    Cells c;
+    if (read_cells(cells, &c) != OK) {
+        return ERROR;
+    }
     const char *quote = PyBytes_AS_STRING(flags);
     Py_ssize_t nflags = PyBytes_GET_SIZE(flags);
     for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(positions); j++) {
         Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(positions, j));
-        if (index < 0 || index >= ncells) {
+        if (index < 0 || index >= c.count) {
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_IndexError, "a plan's position is not a cell of the row");
             }
             return ERROR;
         }
-        PyObject *cell = PyList_GET_ITEM(cells, index);
-        if (!PyBytes_Check(cell)) {
-            PyErr_SetString(PyExc_TypeError, "cells are bytes");
+        const uint8_t *text;
+        size_t size;
+        if (cell_at(&c, index, &text, &size) != OK) {
             return ERROR;
         }
-        const uint8_t *text = (const uint8_t *)PyBytes_AS_STRING(cell);
-        size_t size = (size_t)PyBytes_GET_SIZE(cell);
         int quoted = 0, quotes = 0;
         if (index < nflags && quote[index]) {
             for (size_t k = 0; k < size; k++) {
@@ -559,6 +624,7 @@ static int join_row(Encoder *out, PyObject *cells, PyObject *plan, const uint8_t
 PyDoc_STRVAR(join_rows_doc,
              "join_rows(batch, start, plans, special, delimiter) -> tuple[bytes, int]\n\n"
              "The CSV lines (each ending with CRLF) of the spilled (ids, cells) pairs of batch\n"
+             "(cells a list of bytes ending with an empty one, or packed as render() gives them)\n"
              "from index start, as long as plans (a dict) holds a plan for their ids: a tuple\n"
              "(positions, quote flags) naming the cell of each column and the cells to quote\n"
              "when they hold a byte of special. Returns the lines and the index it stopped at\n"

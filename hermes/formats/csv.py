@@ -80,6 +80,7 @@ import marshal
 import math
 import re
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -865,7 +866,20 @@ def _stored(documents: BsonChunks) -> Iterator[dict[str, Any]]:
         yield from decode_all(b"".join(chunk), _STORED_OPTIONS)
 
 
-_Natural = tuple[tuple[int, ...], list[bytes]]
+#: A document's natural cells: a list of bytes ending with an empty cell, or packed as the C
+#: renderer gives them, ``(text, ends)``: the cells back to back and where each ends (uint32s),
+#: two objects to spill and load instead of one per cell.
+Cells = list[bytes] | tuple[bytes, bytes]
+_Natural = tuple[tuple[int, ...], Cells]
+
+
+def _unpacked(cells: Cells) -> list[bytes]:
+    """The cells as a list ending with the empty cell."""
+    if type(cells) is list:
+        return cells
+    text, ends = cells
+    bounds = [0, *array("I", ends)]
+    return [text[start:end] for start, end in pairwise(bounds)] + [b""]
 
 
 def _rendered(documents: BsonChunks, schema: _Schema) -> Iterator[_Natural]:
@@ -921,12 +935,12 @@ class _Spill:
 
     def __init__(self, file: IO[bytes]) -> None:
         self.file = file
-        self.pending: list[tuple[tuple[int, ...], list[bytes]]] = []
+        self.pending: list[_Natural] = []
         self.size = 0
 
-    def add(self, ids: tuple[int, ...], cells: list[bytes]) -> None:
+    def add(self, ids: tuple[int, ...], cells: Cells) -> None:
         self.pending.append((ids, cells))
-        self.size += sum(map(len, cells))
+        self.size += len(cells[0]) if type(cells) is tuple else sum(map(len, cells))
         if self.size >= _SPILL_BYTES or len(self.pending) >= _SPILL_DOCUMENTS:
             self.flush()
 
@@ -937,7 +951,7 @@ class _Spill:
             self.file.write(data)
         self.pending, self.size = [], 0
 
-    def batches(self) -> Iterator[list[tuple[tuple[int, ...], list[bytes]]]]:
+    def batches(self) -> Iterator[list[_Natural]]:
         """The spilled documents, a batch (as they were flushed) at a time."""
         self.flush()
         self.file.seek(0)
@@ -979,7 +993,7 @@ class _Rows:
             make = self.makers[ids] = _RowMaker(self, ids)
         return make
 
-    def lines(self, batch: list[tuple[tuple[int, ...], list[bytes]]]) -> bytes:
+    def lines(self, batch: list[_Natural]) -> bytes:
         """The CSV lines of a batch of spilled documents, each ending with CRLF: joined in C
         (``_bsoncsv.join_rows``) for the shapes with a plan, by their makers otherwise."""
         if _bsoncsv is None:
@@ -997,7 +1011,7 @@ class _Rows:
             if make.plan is not None:
                 plans[ids] = make.plan
             else:
-                parts.append(make(cells) + _LINE_END_BYTES)
+                parts.append(make(_unpacked(cells)) + _LINE_END_BYTES)
                 start += 1
 
 
