@@ -1692,11 +1692,11 @@ def _chunks(documents: Iterable[Mapping[str, Any]], size: int) -> Iterator[Rows]
     (see :func:`_naive_dates`)."""
     if isinstance(documents, BsonChunks):
         options = _naive_dates(documents.codec_options)
+        # The scanner reads BSON as the warehouse's codec decodes it; other options (clamped
+        # dates, say) make other values: those chunks are decoded with them.
+        scan = _bsonarrow is not None and documents.codec_options == _RAW_CODEC
         for raws in documents.chunks:
-            if _bsonarrow is not None:
-                yield _Raws(raws, options)
-            else:
-                yield bson.decode_all(b"".join(raws), options)
+            yield _Raws(raws, options) if scan else bson.decode_all(b"".join(raws), options)
         return
     iterator = iter(documents)
     while batch := list(islice(iterator, size)):

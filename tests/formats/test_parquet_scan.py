@@ -205,3 +205,16 @@ def test_ci_builds_the_extension():
     import hermes.formats._bsonarrow  # noqa: F401
 
     assert parquet.SCANS_BSON
+
+
+def test_chunks_decoded_with_other_options_are_converted_with_them():
+    """Clamped dates are other values than the warehouse's: the scanner is not used for them."""
+    from bson.codec_options import DatetimeConversion
+
+    far = bson.encode({"_id": 1, "at": DatetimeMS(2**62)})
+    clamped = CODEC_OPTIONS.with_options(datetime_conversion=DatetimeConversion.DATETIME_CLAMP)
+    stream = io.BytesIO()
+    parquet.ParquetFormat().write_stream(stream, BsonChunks(iter([[far]]), clamped))
+    batches = parquet.ParquetFormat().read_batches(io.BytesIO(stream.getvalue()), "x.parquet")
+    [document] = [d for batch in batches for d in batch.documents]
+    assert document["at"] == datetime.max.replace(microsecond=999000, tzinfo=timezone.utc)
