@@ -390,7 +390,7 @@ static int walk(Render *r, const uint8_t *doc, size_t size, int top) {
 }
 
 /* (signature, (text, ends)) of one document, or None when declined: the cells' text back to
- * back and where each ends (little-endian uint32s), two objects instead of one per cell, which
+ * back and where each ends (uint32s, native order), two objects instead of one per cell, which
  * is what the spill file stores and join_rows reads. */
 static PyObject *render_document(Render *r, const uint8_t *doc, size_t size) {
     r->cells.len = 0;
@@ -435,7 +435,7 @@ PyDoc_STRVAR(render_doc,
              "render(raws, canonical=False) -> list[tuple[bytes, tuple[bytes, bytes]] | None]\n\n"
              "For each BSON document of raws (bytes-like, each exactly one document): its\n"
              "signature and its natural CSV cells as the CSV writer's walk renders them, packed:\n"
-             "(text, ends), the cells back to back and where each ends (little-endian uint32);\n"
+             "(text, ends), the cells back to back and where each ends (native uint32s);\n"
              "None for a document it declines.");
 
 static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs) {
