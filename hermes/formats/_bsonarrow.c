@@ -673,30 +673,6 @@ static PyObject *build_bools(const Node *node, int *rc) {
     return spec(node->n, nulls, Py_BuildValue("(NN)", valid, values), PyTuple_New(0));
 }
 
-static int valid_utf8(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t block;
-            memcpy(&block, s + i, 8);
-            if (!(block & HIGHS)) {
-                i += 8;
-                continue;
-            }
-        }
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t length = utf8_sequence(s + i, n - i);
-        if (!length) {
-            return 0;
-        }
-        i += length;
-    }
-    return 1;
-}
-
 /* How a variable-width value is written: its length, and the writer of its bytes. */
 typedef size_t (*Measure)(const Elem *v);
 typedef void (*Write)(uint8_t *out, const Elem *v);
@@ -739,7 +715,7 @@ static PyObject *build_variable(const Node *node, uint8_t type, int subtype, Mea
             continue;
         }
         if (v->type != type || (subtype >= 0 && v->p[4] != subtype) ||
-            (check_utf8 && !valid_utf8(v->p + 4, v->size - 5))) {
+            (check_utf8 && !utf8_valid(v->p + 4, v->size - 5))) {
             *rc = DECLINE;
             return NULL;
         }

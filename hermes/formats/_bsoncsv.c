@@ -90,30 +90,6 @@ static int plain_name(const uint8_t *key, size_t len) {
     return len && key[0] != '$' && key[0] != '"' && !memchr(key, '.', len);
 }
 
-static int utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t block;
-            memcpy(&block, s + i, 8);
-            if (!(block & HIGHS)) {
-                i += 8;
-                continue;
-            }
-        }
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t length = utf8_sequence(s + i, n - i);
-        if (!length) {
-            return 0;
-        }
-        i += length;
-    }
-    return 1;
-}
-
 /* Bytes of the value of BSON type ``type`` at p (avail bytes there); 0 when malformed or of an
  * unknown type (no value is empty but those of types 0x06, 0x0A, 0x7F, 0xFF: see ``empty``). */
 static size_t value_size(uint8_t type, const uint8_t *p, size_t avail, int *empty) {

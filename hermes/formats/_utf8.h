@@ -1,4 +1,4 @@
-/* Byte scanning shared by Hermes' two C codecs (_bsonjson.c, _jsonbson.c): find the next byte of
+/* Byte scanning shared by Hermes' C codecs (_bsonjson.h and the modules): find the next byte of
  * a string that needs a look eight bytes at a time, and validate UTF-8 exactly as Python's
  * strict decoder does (no overlongs, no surrogates, nothing above U+10FFFF). */
 
@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
@@ -59,6 +60,31 @@ static inline size_t utf8_sequence(const uint8_t *s, size_t avail) {
                    : 0;
     }
     return 0;
+}
+
+/* Whether n bytes at s are valid UTF-8 (eight ASCII bytes at a time). */
+static inline int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t block;
+            memcpy(&block, s + i, 8);
+            if (!(block & HIGHS)) {
+                i += 8;
+                continue;
+            }
+        }
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t length = utf8_sequence(s + i, n - i);
+        if (!length) {
+            return 0;
+        }
+        i += length;
+    }
+    return 1;
 }
 
 #endif /* HERMES_UTF8_H */
