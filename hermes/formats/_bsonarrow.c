@@ -82,59 +82,6 @@ static void node_clear(Node *node) {
     memset(node, 0, sizeof(*node));
 }
 
-/* Bytes of the value of BSON type ``type`` at p (avail bytes there); DECLINE for a malformed
- * value or a type the chunk cannot take. */
-static int value_size(uint8_t type, const uint8_t *p, size_t avail, uint32_t *size) {
-    uint64_t n;
-    switch (type) {
-    case 0x01: case 0x09: case 0x11: case 0x12: n = 8; break;
-    case 0x02: case 0x0D: /* string, code */
-        if (avail < 5) {
-            return DECLINE;
-        }
-        n = 4 + (uint64_t)read_u32(p);
-        if (n < 5 || n > avail || p[n - 1] != 0) {
-            return DECLINE;
-        }
-        break;
-    case 0x03: case 0x04: /* document, array */
-        if (avail < 5) {
-            return DECLINE;
-        }
-        n = read_u32(p);
-        if (n < 5 || n > avail || p[n - 1] != 0) {
-            return DECLINE;
-        }
-        break;
-    case 0x05: /* binary */
-        if (avail < 5) {
-            return DECLINE;
-        }
-        n = 5 + (uint64_t)read_u32(p);
-        break;
-    case 0x07: n = 12; break;
-    case 0x08: n = 1; break;
-    case 0x0A: case 0x7F: case 0xFF: n = 0; break;
-    case 0x0B: { /* regex: two C strings */
-        const uint8_t *first = memchr(p, 0, avail);
-        const uint8_t *second =
-            first ? memchr(first + 1, 0, (size_t)(p + avail - first - 1)) : NULL;
-        if (!second) {
-            return DECLINE;
-        }
-        n = (uint64_t)(second + 1 - p);
-        break;
-    }
-    case 0x10: n = 4; break;
-    default: return DECLINE; /* undefined, DBPointer, symbol, code with scope, decimal128 */
-    }
-    if (n > avail) {
-        return DECLINE;
-    }
-    *size = (uint32_t)n;
-    return OK;
-}
-
 /* Calls ``visit`` for each element of the document or array ``v``; DECLINE when malformed or
  * when a document key starts with "$" (DBRef and wrapper-shaped fields: Python decides). */
 typedef int (*Visit)(void *state, const uint8_t *key, size_t key_len, Elem value);
@@ -153,11 +100,12 @@ static int each_element(const Elem *v, int is_array, Visit visit, void *state) {
             return DECLINE;
         }
         pos = key_end + 1;
-        Elem value = {pos, 0, type};
-        if (value_size(type, pos, (size_t)(end - pos), &value.size) != OK) {
+        size_t size;
+        if (bson_value_size(type, pos, (size_t)(end - pos), &size) != ENC_OK) {
             return DECLINE;
         }
-        pos += value.size;
+        Elem value = {pos, (uint32_t)size, type}; /* the document's own size bounds it */
+        pos += size;
         int rc = visit(state, key, key_len, value);
         if (rc != OK) {
             return rc;

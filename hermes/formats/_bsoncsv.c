@@ -90,38 +90,6 @@ static int plain_name(const uint8_t *key, size_t len) {
     return len && key[0] != '$' && key[0] != '"' && !memchr(key, '.', len);
 }
 
-/* Bytes of the value of BSON type ``type`` at p (avail bytes there); 0 when malformed or of an
- * unknown type (no value is empty but those of types 0x06, 0x0A, 0x7F, 0xFF: see ``empty``). */
-static size_t value_size(uint8_t type, const uint8_t *p, size_t avail, int *empty) {
-    uint64_t n;
-    *empty = 0;
-    switch (type) {
-    case 0x01: case 0x09: case 0x11: case 0x12: n = 8; break;
-    case 0x02: case 0x0D: case 0x0E: /* string, code, symbol */
-        n = avail < 4 ? UINT64_MAX : 4 + (uint64_t)read_u32(p);
-        break;
-    case 0x03: case 0x04: case 0x0F: /* document, array, code with scope: their own length */
-        n = avail < 4 ? UINT64_MAX : read_u32(p);
-        break;
-    case 0x05: n = avail < 4 ? UINT64_MAX : 5 + (uint64_t)read_u32(p); break;
-    case 0x07: n = 12; break;
-    case 0x08: n = 1; break;
-    case 0x0C: n = avail < 4 ? UINT64_MAX : 4 + (uint64_t)read_u32(p) + 12; break;
-    case 0x10: n = 4; break;
-    case 0x13: n = 16; break;
-    case 0x0B: { /* regex: two C strings */
-        const uint8_t *first = memchr(p, 0, avail);
-        const uint8_t *second =
-            first ? memchr(first + 1, 0, (size_t)(p + avail - first - 1)) : NULL;
-        n = second ? (uint64_t)(second + 1 - p) : UINT64_MAX;
-        break;
-    }
-    case 0x06: case 0x0A: case 0x7F: case 0xFF: *empty = 1; return 0;
-    default: return 0;
-    }
-    return n <= avail ? (size_t)n : 0;
-}
-
 /* Whether the sub-document at doc flattens into dotted columns: non-empty, every key plain
  * (csv._flattens), whatever the values. Malformed bytes answer no: the JSON writer then
  * declines them. */
@@ -138,9 +106,8 @@ static int flattens(const uint8_t *doc, size_t size) {
             return 0;
         }
         pos = key_end + 1;
-        int empty;
-        size_t n = value_size(type, pos, (size_t)(end - pos), &empty);
-        if (!n && !empty) {
+        size_t n;
+        if (bson_value_size(type, pos, (size_t)(end - pos), &n) != ENC_OK) {
             return 0;
         }
         pos += n;

@@ -671,6 +671,58 @@ static inline uint64_t read_u64(const uint8_t *p) {
     return (uint64_t)read_u32(p) | ((uint64_t)read_u32(p + 4) << 32);
 }
 
+/* Bytes of the value of BSON type ``type`` at p (avail bytes there), for code that walks the
+ * elements of a document without writing them; ENC_DECLINE when the value does not fit in avail,
+ * a string or sub-document lacks its final NUL, or the type is unknown. */
+static inline int bson_value_size(uint8_t type, const uint8_t *p, size_t avail, size_t *size) {
+    uint64_t n;
+    switch (type) {
+    case 0x01: case 0x09: case 0x11: case 0x12: n = 8; break;
+    case 0x02: case 0x0D: case 0x0E: /* string, code, symbol */
+        if (avail < 5) {
+            return ENC_DECLINE;
+        }
+        n = 4 + (uint64_t)read_u32(p);
+        if (n < 5 || n > avail || p[n - 1] != 0) {
+            return ENC_DECLINE;
+        }
+        break;
+    case 0x03: case 0x04: /* document, array */
+        if (avail < 5) {
+            return ENC_DECLINE;
+        }
+        n = read_u32(p);
+        if (n < 5 || n > avail || p[n - 1] != 0) {
+            return ENC_DECLINE;
+        }
+        break;
+    case 0x0F: n = avail < 4 ? UINT64_MAX : read_u32(p); break; /* code with scope: its length */
+    case 0x05: n = avail < 5 ? UINT64_MAX : 5 + (uint64_t)read_u32(p); break;
+    case 0x07: n = 12; break;
+    case 0x08: n = 1; break;
+    case 0x0C: n = avail < 4 ? UINT64_MAX : 4 + (uint64_t)read_u32(p) + 12; break; /* DBPointer */
+    case 0x10: n = 4; break;
+    case 0x13: n = 16; break;
+    case 0x06: case 0x0A: case 0x7F: case 0xFF: n = 0; break;
+    case 0x0B: { /* regex: two C strings */
+        const uint8_t *first = memchr(p, 0, avail);
+        const uint8_t *second =
+            first ? memchr(first + 1, 0, (size_t)(p + avail - first - 1)) : NULL;
+        if (!second) {
+            return ENC_DECLINE;
+        }
+        n = (uint64_t)(second + 1 - p);
+        break;
+    }
+    default: return ENC_DECLINE;
+    }
+    if (n > avail) {
+        return ENC_DECLINE;
+    }
+    *size = (size_t)n;
+    return ENC_OK;
+}
+
 static int put_int32(Encoder *e, int32_t v) {
     if (reserve(e, 40) < 0) {
         return ENC_ERROR;

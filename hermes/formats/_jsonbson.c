@@ -643,7 +643,8 @@ static int read_number_double(Decoder *d, uint8_t *type) {
     return DEC_OK;
 }
 
-static int read_code(Decoder *d, uint8_t *type) {
+/* A JSON string as a BSON string value: int32 length, UTF-8, NUL. */
+static int read_string_value(Decoder *d) {
     size_t start = d->len, n;
     TRY(reserve(d, 4));
     d->len += 4;
@@ -652,6 +653,11 @@ static int read_code(Decoder *d, uint8_t *type) {
     put_byte(d, 0);
     DECLINE_UNLESS(n + 1 <= INT32_MAX);
     patch_u32(d, start, (uint32_t)(n + 1));
+    return DEC_OK;
+}
+
+static int read_code(Decoder *d, uint8_t *type) {
+    TRY(read_string_value(d));
     *type = T_CODE;
     return DEC_OK;
 }
@@ -992,17 +998,6 @@ static int read_array(Decoder *d, int depth) {
     return close_block(d, doc_off);
 }
 
-static int read_string_value(Decoder *d) {
-    size_t start = d->len, n;
-    TRY(reserve(d, 4));
-    d->len += 4;
-    TRY(put_string_text(d, &n));
-    TRY(reserve(d, 1));
-    put_byte(d, 0);
-    DECLINE_UNLESS(n + 1 <= INT32_MAX);
-    patch_u32(d, start, (uint32_t)(n + 1));
-    return DEC_OK;
-}
 
 static int read_number_value(Decoder *d, uint8_t *type) {
     int is_float;

@@ -198,7 +198,7 @@ _NO_FLOAT: frozenset[type] = frozenset(
 )
 
 
-def _has_non_finite(value: Any) -> bool:
+def has_non_finite(value: Any) -> bool:
     """Whether a NaN or an infinity hides anywhere in the value.
 
     Recursive (orjson has already refused nesting deeper than 255 levels when this runs) and
@@ -219,7 +219,7 @@ def _has_non_finite(value: Any) -> bool:
         if kind is float:
             if item - item != 0.0:  # NaN and infinities only
                 return True
-        elif _has_non_finite(item):
+        elif has_non_finite(item):
             return True
     return False
 
@@ -229,13 +229,13 @@ def _other_non_finite(item: Any) -> bool:
     if isinstance(item, float):
         return not math.isfinite(item)
     if isinstance(item, Mapping):
-        return any(_has_non_finite(v) for v in item.values())
+        return any(has_non_finite(v) for v in item.values())
     if isinstance(item, list | tuple):
-        return any(_has_non_finite(v) for v in item)
+        return any(has_non_finite(v) for v in item)
     if isinstance(item, Code) and item.scope:
-        return _has_non_finite(dict(item.scope))
+        return has_non_finite(dict(item.scope))
     if isinstance(item, DBRef):
-        return _has_non_finite(item.as_doc().to_dict())
+        return has_non_finite(item.as_doc().to_dict())
     return False
 
 
@@ -304,7 +304,7 @@ def dumps(document: Mapping[str, Any], canonical: bool = False) -> bytes:
         # orjson refuses what it cannot hold natively (ints over 64 bits, very deep nesting):
         # the explicit walk either writes it or says why.
         return _dumps_walked(document, canonical=False)
-    if b"null" in out and _has_non_finite(document):
+    if b"null" in out and has_non_finite(document):
         # orjson writes NaN and infinities as null: take the explicit walk for this document.
         return _dumps_walked(document, canonical=False)
     if out.count(b'"$') > default.dollar_keys:

@@ -580,7 +580,7 @@ class _Codec:
             for row in plain:
                 text: Any = texts[row]
                 if (check_dollar and b'"$' in text) or (
-                    check_null and b"null" in text and not _finite(values[row])
+                    check_null and b"null" in text and extjson.has_non_finite(values[row])
                 ):
                     texts[row] = exact(values[row])
         return texts
@@ -809,31 +809,6 @@ def _decode_texts(array: pa.Array) -> list[Any]:
 
 #: orjson with no hook: a BSON-only type, a subclass or a date raises instead of being written.
 _PLAIN_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def _finite(value: Any) -> bool:
-    """Whether a value of plain JSON types holds no NaN and no infinity (which orjson writes as
-    ``null``). Recursion is bounded: orjson has already refused nesting deeper than 255."""
-    kind = type(value)
-    if kind is dict:
-        items: Any = value.values()
-    elif kind is list:
-        items = value
-    else:
-        return kind is not float or value - value == 0.0
-    for item in items:
-        kind = type(item)
-        if kind in _NO_FLOAT:
-            continue
-        if kind is float:
-            if item - item != 0.0:  # NaN and infinities only
-                return False
-        elif not _finite(item):
-            return False
-    return True
-
-
-_NO_FLOAT = frozenset({str, int, bool, _NONE_TYPE})
 
 
 def _holds_float(values: list[Any]) -> bool:
