@@ -132,6 +132,12 @@ COMPARISONS = [
     Comparison("Backup (JSONL) vs cursor drain", "wh.backup.hermes", "wh.drain", 0.85),
     Comparison("Restore vs insert_many ceiling", "wh.restore.hermes", "wh.insert_ceiling", 0.85),
     Comparison(
+        "Restore over an existing collection vs ceiling",
+        "wh.restore.hermes.replace",
+        "wh.insert_ceiling",
+        None,
+    ),
+    Comparison(
         "Export JSONL docs per client CPU-s", "wh.export.hermes.jsonl", None, 100_000, "cpu"
     ),
     Comparison(
@@ -196,6 +202,7 @@ ORDER = [
     "wh.import.hermes.jsonl",
     "wh.import.hermes.parquet",
     "wh.restore.hermes",
+    "wh.restore.hermes.replace",
     "wh.parallel.export.1",
     "wh.parallel.export.2",
     "wh.parallel.export.4",

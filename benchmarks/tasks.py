@@ -393,13 +393,26 @@ def _backup(args):
 
 @task("wh.restore.hermes")
 def _restore(args):
+    """Restore into a database without the collection (a new warehouse): loaded in place."""
+    started = _emptied(args, args.database + "_restored", args.collection)
+    return _since(started, _restored(args))
+
+
+@task("wh.restore.hermes.replace")
+def _restore_replace(args):
+    """Restore over the collection the previous task restored: loaded beside it, then renamed
+    over it (a copy of every document on the embedded server)."""
+    _client(args)[args.database + "_restored"][args.collection].insert_one({"_id": "replaced"})
+    return _since((time.perf_counter(), _cpu()), _restored(args))
+
+
+def _restored(args) -> int:
     from hermes.storage.database import MongoDBManager
     from hermes.storage.warehouse import DataWarehouseManager
 
-    started = _emptied(args, args.database + "_restored", args.collection)
     with MongoDBManager(uri=args.uri, database=args.database + "_restored") as manager:
         report = DataWarehouseManager(manager).restore(_file(args, "backup"), confirm=True)
-    return _since(started, sum(r.inserted for r in report.reports))
+    return sum(r.inserted for r in report.reports)
 
 
 @task("cli.help")

@@ -1359,8 +1359,10 @@ class DataWarehouseManager:
     ) -> RestoreReport:
         """Load a verified backup into the database; nothing is written before it verifies.
 
-        ``replace``: each restored collection is loaded into a temporary collection (with its
-        options and indexes) that then replaces it in one rename. ``merge``: documents are
+        ``replace``: each restored collection that exists is loaded into a temporary collection
+        (with its options and indexes) that then replaces it in one rename; one that does not
+        is created and loaded under its own name (a rename copies the data on some servers, the
+        embedded one included) and dropped again if that fails. ``merge``: documents are
         upserted by ``_id`` into the existing collection. Other collections are never touched.
         Needs ``confirm=True`` unless ``dry_run``; one restore per database at a time.
         """
@@ -1385,16 +1387,20 @@ class DataWarehouseManager:
         if not dry_run:
             with database_lock(database, "restore"):
                 _drop_leftovers(database)
+                present = set(database.list_collection_names())
                 for name in names:
-                    restore_one = self._replace if mode == "replace" else self._merge
+                    entry = manifest.collections[name]
                     try:
-                        reports.append(
-                            restore_one(
-                                database, name, folder, manifest.collections[name], progress
-                            )
-                        )
+                        if mode == "merge":
+                            report = self._merge(database, name, folder, entry, progress)
+                        elif name in present:
+                            report = self._replace(database, name, folder, entry, progress)
+                        else:
+                            report = self._create(database, name, folder, entry, progress)
+                        reports.append(report)
                     except (WarehouseUnavailableError, PyMongoError) as exc:
-                        raise _restore_stopped(name, folder, database.name, mode, exc) from exc
+                        state = _state_after_failure(name, mode, existed=name in present)
+                        raise _restore_stopped(name, folder, database.name, state, exc) from exc
         return RestoreReport(
             folder, database.name, mode, dry_run, plan, reports, time.perf_counter() - started
         )
@@ -1445,6 +1451,19 @@ class DataWarehouseManager:
             report = self._fill(database, name, folder / entry.file, entry, progress, name)
         report.collection = name
         return report
+
+    def _create(
+        self, database: Database, name: str, folder: Path, entry: ManifestEntry, progress: Progress
+    ) -> ImportReport:
+        """Load a collection that does not exist under its own name; dropped on any failure, so
+        a failure leaves it absent, as it was (unless the server is gone, see
+        :func:`_state_after_failure`)."""
+        try:
+            return self._fill(database, name, folder / entry.file, entry, progress, name)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the error that stopped the load
+                database.drop_collection(name)
+            raise
 
     def _fill(
         self,
@@ -1649,15 +1668,19 @@ def _sizes(database: Database, name: str) -> tuple[int | None, int | None]:
     )
 
 
+def _state_after_failure(name: str, mode: str, existed: bool) -> str:
+    """What a collection holds after the warehouse failed while it was being restored."""
+    if mode == "merge":
+        return f"{name!r} holds part of the backup"
+    if existed:
+        return f"{name!r} is as it was before"
+    return f"{name!r} did not exist before and may now hold part of the backup"
+
+
 def _restore_stopped(
-    name: str, folder: Path, database: str, mode: str, exc: BaseException
+    name: str, folder: Path, database: str, state: str, exc: BaseException
 ) -> WarehouseUnavailableError:
-    """A restore the warehouse cut short: which collection, why, and what to do."""
-    state = (
-        f"{name!r} is as it was before"
-        if mode == "replace"
-        else f"{name!r} holds part of the backup"
-    )
+    """A restore the warehouse cut short: which collection, why, in what state, what to do."""
     return WarehouseUnavailableError(
         f"Restoring {name!r} from {folder} into database {database!r} stopped: the warehouse "
         f"failed ({getattr(exc, 'reason', None) or driver_reason(exc)}). {state}; once the "

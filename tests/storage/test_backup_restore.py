@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import stat
@@ -14,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 from bson import ObjectId
+from pymongo import monitoring
 
 from hermes import __version__
 from hermes.config import get_settings
@@ -252,6 +254,67 @@ def test_a_restore_that_fails_part_way_leaves_the_collection_as_it_was(manager, 
         manager.restore(backup, collections=["raw_documents"], confirm=True)
     assert raw_snapshot(warehouse.raw_documents) == before
     assert not [n for n in warehouse.list_collection_names() if n.startswith("hermes_")]
+
+
+class CommandNames(monitoring.CommandListener):
+    """The names of the commands a client sends, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def watched(monkeypatch, target_manager) -> tuple[DataWarehouseManager, CommandNames]:
+    """A manager of the target database on a new connection whose commands are recorded."""
+    import pymongo
+
+    commands = CommandNames()
+    monkeypatch.setattr(
+        pymongo, "MongoClient", functools.partial(pymongo.MongoClient, event_listeners=[commands])
+    )
+    manager = MongoDBManager(database=target_manager.database_name, settings=get_settings())
+    yield DataWarehouseManager(manager), commands
+    manager.close()
+
+
+def test_a_collection_that_does_not_exist_is_loaded_under_its_own_name(
+    warehouse, backup, watched, target_db
+):
+    manager, commands = watched
+    manager.restore(backup, collections=["raw_documents"], confirm=True)
+    assert "renameCollection" not in commands.names
+    assert raw_snapshot(target_db.raw_documents) == raw_snapshot(warehouse.raw_documents)
+    assert indexes_of(target_db.raw_documents) == indexes_of(warehouse.raw_documents)
+    assert target_db.list_collection_names() == ["raw_documents"]
+
+
+def test_an_existing_collection_is_replaced_by_a_rename(warehouse, backup, watched, target_db):
+    manager, commands = watched
+    target_db.raw_documents.insert_one({"_id": "there before"})
+    manager.restore(backup, collections=["raw_documents"], confirm=True)
+    assert "renameCollection" in commands.names
+    assert raw_snapshot(target_db.raw_documents) == raw_snapshot(warehouse.raw_documents)
+
+
+def test_a_failed_restore_of_a_new_collection_leaves_it_absent(
+    warehouse, backup, target_manager, target_db
+):
+    impossible = {"v": 2, "key": {"platform": 1}, "name": "platform_unique", "unique": True}
+    edit_manifest(backup, lambda m: m["collections"]["raw_documents"]["indexes"].append(impossible))
+    with pytest.raises(IntegrityError, match="indexes of 'raw_documents'.*platform_unique"):
+        DataWarehouseManager(target_manager).restore(
+            backup, collections=["raw_documents"], confirm=True
+        )
+    assert target_db.list_collection_names() == []
 
 
 def test_restore_needs_confirmation(manager, warehouse, backup):
