@@ -260,6 +260,26 @@ class _HashingFile(io.RawIOBase):
     def tell(self) -> int:
         return self.size
 
+    def seekable(self) -> bool:
+        return self.raw.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Where the writing is, or back to the start to write the file again from scratch
+        (what is there is cut, the count and the hash start over); no other seek."""
+        if offset == 0 and whence in (io.SEEK_CUR, io.SEEK_END):
+            return self.size
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("only the start of a file being written can be sought")
+        self.raw.seek(0)
+        self.raw.truncate()
+        self.sha256, self.size = hashlib.sha256(), 0
+        return 0
+
+    def truncate(self, size: int | None = None) -> int:
+        if size not in (None, self.size):
+            raise io.UnsupportedOperation("a file being written can only be cut at its end")
+        return self.size
+
     def flush(self) -> None:
         self.raw.flush()
 

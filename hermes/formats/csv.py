@@ -57,7 +57,9 @@ the second pass mostly places and quotes. Memory depends on the number of column
 document shapes are capped), not of documents. An export's documents, still in BSON, are
 rendered into those cells by a C renderer (``hermes.formats._bsoncsv``, :data:`RENDERS_BSON`)
 without decoding: only the first document of each shape, and any it declines, is decoded and
-walked in Python (see :func:`_rendered`).
+walked in Python (see :func:`_rendered`). When the output can be cut back (a plain file,
+memory), rows are also written as the documents come, under the header known so far, and the
+spill file is read again only if a later document changes that header (:class:`_EarlyRows`).
 
 Reading detects a typed header (every cell ``name.type()`` with a known type); otherwise every
 cell is a string unless ``types={"views": "int64", ...}`` says otherwise (``types`` also
@@ -72,6 +74,7 @@ a :class:`FormatError`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import heapq
 import io
@@ -578,6 +581,10 @@ class _Schema:
         #: Leaf id -> (field, natural type).
         self.leaves: list[tuple[_Field, str]] = []
         self._given, self._decoded = _renderers(options.canonical)
+        #: Counts the observations that can change what :meth:`finalize` decides (a field, a
+        #: key order, a natural type, a sub-document): rows made under one version are made
+        #: the same under any later schema of the same version.
+        self.version = 0
 
     def add(self, document: Mapping[str, Any], row: int) -> tuple[tuple[int, ...], list[bytes]]:
         """Observe one document; its leaf ids and natural cells (ending with an empty one)."""
@@ -659,14 +666,19 @@ class _Schema:
             self._observe_keys(node, keys, row)
         if not node.groups:
             node.groups, node.first_group_row = 1, row
+            self.version += 1
         return True
 
     def _observe_keys(self, node: _Field, keys: tuple[str, ...], row: int) -> None:
+        edges = node.edges
         for pair in pairwise(keys):
-            node.edges.setdefault(pair, row)
+            if pair not in edges:
+                edges[pair] = row
+                self.version += 1
         for key in keys:
             if key not in node.children:
                 node.children[key] = _Field((*node.path, key), is_plain_name(key))
+                self.version += 1
         if len(node.orders) < _MAX_ORDERS:
             node.orders.add(keys)
 
@@ -679,6 +691,7 @@ class _Schema:
             node.leaf_type = leaf_type if node.leaf_type is None else "json"
         leaf = node.leaf_ids[leaf_type] = len(self.leaves)
         self.leaves.append((node, leaf_type))
+        self.version += 1
         if leaf_type == "string":
             node.string_leaf = leaf
         return leaf
@@ -686,7 +699,9 @@ class _Schema:
     # -- after the first pass ------------------------------------------------------------------
 
     def finalize(self) -> list[_Field]:
-        """Decide each field's column type and the column order; returns the columns."""
+        """Decide each field's column type and the column order; returns the columns. May be
+        called again after more documents (it decides afresh)."""
+        self.columns = []
         for child in self._order(self.root, top_level=True) or ():
             self._finalize(child)
         self.placements = [self._place(node, leaf_type) for node, leaf_type in self.leaves]
@@ -709,6 +724,7 @@ class _Schema:
         if ordered is None:
             self._make_column(node, JSON)
             return
+        node.type, node.column = None, -1  # a group (it may have been a column before)
         for child in ordered:
             self._finalize(child)
 
@@ -931,12 +947,17 @@ _SPILL_DOCUMENTS = 4096
 
 
 class _Spill:
-    """Rendered documents in an anonymous temporary file, marshalled in batches of about 1 MB."""
+    """Rendered documents in an anonymous temporary file, marshalled in batches of about 1 MB.
 
-    def __init__(self, file: IO[bytes]) -> None:
+    ``early``, when given, also makes each batch's rows as it is stored (:class:`_EarlyRows`).
+    """
+
+    def __init__(self, file: IO[bytes], early: _EarlyRows | None = None) -> None:
         self.file = file
+        self.early = early
         self.pending: list[_Natural] = []
         self.size = 0
+        self.count = 0  # documents stored in the file
 
     def add(self, ids: tuple[int, ...], cells: Cells) -> None:
         self.pending.append((ids, cells))
@@ -946,17 +967,96 @@ class _Spill:
 
     def flush(self) -> None:
         if self.pending:
-            data = marshal.dumps(self.pending)
+            data = marshal.dumps(self.pending)  # before the row makers may quote cells in place
+            if self.early is not None:
+                self.early.write(self, self.pending)
             self.file.write(len(data).to_bytes(8, "little"))
             self.file.write(data)
+            self.count += len(self.pending)
         self.pending, self.size = [], 0
 
     def batches(self) -> Iterator[list[_Natural]]:
-        """The spilled documents, a batch (as they were flushed) at a time."""
+        """All the spilled documents, a batch (as they were flushed) at a time."""
+        self.early = None
         self.flush()
+        yield from self.stored()
+
+    def stored(self) -> Iterator[list[_Natural]]:
+        """The batches in the file so far; it is read to its end, where the next one goes."""
         self.file.seek(0)
         while size := self.file.read(8):
             yield marshal.loads(self.file.read(int.from_bytes(size, "little")))
+
+
+class _EarlyRows:
+    """Rows written during the first pass, under the header the documents so far give, so that
+    the spill file need not be read again (the second pass) when no later document changes the
+    header: the common case, where a collection shows all its fields in its first documents.
+
+    Only for a stream that can be cut back to where the CSV starts (a plain file or memory; a
+    compressor cannot). Rows follow the schema of one :attr:`_Schema.version`. When a document
+    changes it, the stream is cut back and the header and rows written again from the spill
+    file, but only once it holds at least twice the documents it held at the previous start (so
+    rewriting costs at most twice the rows in all); until then, nothing more is written early.
+    A schema the final pass would refuse (fields in conflicting orders) stops early writing, and
+    the final pass reports it as without.
+    """
+
+    def __init__(self, stream: IO[bytes], schema: _Schema, csv_format: CsvFormat) -> None:
+        self.stream = stream
+        self.start = stream.tell()
+        self.schema = schema
+        self.csv_format = csv_format
+        self.version = -1  # the schema version of the rows written; -1: none is valid
+        self.started = 0  # documents in the spill file when writing last (re)started
+        self.stopped = False
+        self.rows: _Rows | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the stream holds the whole CSV (after the last batch)."""
+        return not self.stopped and self.version == self.schema.version
+
+    def write(self, spill: _Spill, batch: list[_Natural]) -> None:
+        """The rows of ``batch``, about to be stored after the ``spill.count`` documents."""
+        if self.stopped:
+            return
+        stale = self.version != self.schema.version
+        if stale and (spill.count < 2 * self.started or not self._restart(spill)):
+            return
+        assert self.rows is not None
+        self.stream.write(self.rows.lines(batch))
+
+    def _restart(self, spill: _Spill) -> bool:
+        """Header and rows again, under the schema as it is now; False if it is refused."""
+        schema = self.schema
+        try:
+            schema.finalize()
+            header = self.csv_format._header_line(schema.header(), schema.options.neutralize)
+        except UnsupportedValueError:
+            self.stopped = True
+            return False
+        self.discard()
+        self.stream.write(header)
+        self.rows = _Rows(schema, self.csv_format.delimiter)
+        for batch in spill.stored():
+            self.stream.write(self.rows.lines(batch))
+        self.version, self.started = schema.version, spill.count
+        return True
+
+    def discard(self) -> None:
+        """Cut the stream back to where the CSV starts."""
+        self.stream.seek(self.start)
+        self.stream.truncate()
+        self.version = -1
+
+
+def _rewindable(stream: IO[bytes]) -> bool:
+    """Whether a stream can be cut back (``seek`` and ``truncate``): a file or memory, not a
+    compressor (gzip's ``seek`` goes forward only) nor a pipe."""
+    return isinstance(stream, io.BufferedWriter | io.BufferedRandom | io.BytesIO | io.FileIO) and (
+        stream.seekable()
+    )
 
 
 #: Cell bytes that start a formula in a spreadsheet (``neutralize_formulas``).
@@ -1398,16 +1498,28 @@ class CsvFormat:
             rendered = _rendered(documents, schema)
         else:
             rendered = map(schema.add, documents, count(1))
+        early = _EarlyRows(stream, schema, self) if _rewindable(stream) else None
         with tempfile.TemporaryFile(prefix="hermes-csv-", dir=temp_dir) as file:
-            spill = _Spill(file)
+            spill = _Spill(file, early)
             written = 0
-            for written, (ids, cells) in enumerate(rendered, start=1):  # noqa: B007
-                spill.add(ids, cells)
-            if written == 0:
-                return 0
-            schema.finalize()
-            stream.write(self._header_line(schema.header(), options.neutralize))
-            self._write_rows(stream, schema, spill)
+            try:
+                for written, (ids, cells) in enumerate(rendered, start=1):  # noqa: B007
+                    spill.add(ids, cells)
+                spill.flush()
+                if early is not None and early.complete:
+                    return written
+                if early is not None:
+                    early.discard()
+                if written == 0:
+                    return 0
+                schema.finalize()
+                stream.write(self._header_line(schema.header(), options.neutralize))
+                self._write_rows(stream, schema, spill)
+            except BaseException:
+                if early is not None and early.version != -1:
+                    with contextlib.suppress(Exception):  # keep the error that stopped it
+                        early.discard()
+                raise
         return written
 
     def _header_line(self, header: list[str], neutralize: bool) -> bytes:

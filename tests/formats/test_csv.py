@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import math
 import re
 import tempfile
@@ -18,10 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hermes.errors import FormatError, UnsupportedValueError
-from hermes.formats import RecordError, iter_documents, read_documents, write_documents
+from hermes.formats import (
+    RecordError,
+    get_format,
+    iter_documents,
+    read_documents,
+    write_documents,
+)
 from hermes.formats import csv as csv_format
 from hermes.sample import generate_corpus
-from tests.strategies import DOCUMENTS, as_stored, same_bson
+from tests.strategies import COLLECTIONS, DOCUMENTS, as_stored, same_bson
 
 WHEN = datetime(2024, 5, 17, 8, 30, 1, 250000, tzinfo=timezone.utc)
 
@@ -281,6 +289,111 @@ def test_spill_file_is_removed_on_error(tmp_path: Path, monkeypatch: pytest.Monk
     write_documents(tmp_path / "ok.csv", iter([{"a": "fine"}]))
     assert list(spill.iterdir()) == []
     assert not (tmp_path / "out.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# Rows written while the documents arrive
+# ------------------------------------------------------------------------------------------
+
+
+class WriteOnly:
+    """A stream that can only be written, as a pipe or a compressor: nothing is cut back, so
+    the rows are written after the last document (the reference)."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+
+    def write(self, data: bytes) -> int:
+        return self.buffer.write(data)
+
+
+def written(documents: list[dict], stream: Any, **options: Any) -> tuple[str, bytes]:
+    """What a CSV write leaves in ``stream``: the bytes, and the refusal if any."""
+    try:
+        get_format("csv").write_stream(stream, iter(documents), **options)
+        outcome = ""
+    except UnsupportedValueError as exc:
+        outcome = str(exc)
+    data = stream.buffer.getvalue() if isinstance(stream, WriteOnly) else stream.getvalue()
+    return outcome, data
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csv_format, "_SPILL_DOCUMENTS", 2)
+
+
+@given(
+    parts=st.lists(COLLECTIONS, min_size=1, max_size=4),
+    batch=st.integers(1, 5),
+    reversed_at=st.sets(st.integers(0, 40), max_size=2),
+    options=st.sampled_from(
+        [
+            {},
+            {"json_format": "canonical"},
+            {"typed": False, "plain_values": "text"},
+            {"typed": False},
+        ]
+    ),
+)
+@settings(max_examples=150, deadline=None)
+def test_rows_written_early_are_the_file_written_at_the_end(
+    parts: list[list[dict]], batch: int, reversed_at: set[int], options: dict
+) -> None:
+    # Collections one after the other: later documents add columns, change types and key orders
+    # after rows were written, in batches of any size; a document with its fields reversed may
+    # make the header impossible.
+    documents = [document for part in parts for document in part]
+    for index in reversed_at & set(range(len(documents))):
+        documents[index] = dict(reversed(documents[index].items()))
+    spill_documents = csv_format._SPILL_DOCUMENTS
+    csv_format._SPILL_DOCUMENTS = batch
+    try:
+        early = written(documents, io.BytesIO(), **options)
+        late = written(documents, WriteOnly(), **options)
+    finally:
+        csv_format._SPILL_DOCUMENTS = spill_documents
+    if late[0]:  # refused: the same message, and nothing left in the stream
+        assert early == (late[0], b"")
+    else:
+        assert early == late
+
+
+def test_rows_are_written_while_the_documents_arrive(small_batches: None) -> None:
+    stream = io.BytesIO()
+    sizes = []
+
+    def documents():
+        for number in range(10):
+            sizes.append(len(stream.getvalue()))
+            yield {"_id": number, "title": f"post {number}"}
+
+    get_format("csv").write_stream(stream, documents())
+    assert sizes[:2] == [0, 0] and sizes[-1] > 0
+    assert stream.getvalue() == written(list(documents()), WriteOnly())[1]
+
+
+def test_a_column_that_appears_late_rewrites_the_file_in_place(
+    tmp_path: Path, small_batches: None
+) -> None:
+    documents = [{"_id": n, "title": f"post {n}"} for n in range(20)]
+    documents[15]["views"] = Int64(7)
+    path = tmp_path / "late.csv"
+    result = write_documents(path, documents)
+    data = path.read_bytes()
+    assert data.startswith(b"_id.int32(),title.string(),views.int64()\r\n")
+    assert data == written(documents, WriteOnly())[1]
+    assert (result.bytes, result.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert [dict(d) for d in iter_documents(path)] == documents
+
+
+def test_a_refused_write_leaves_the_stream_as_it_was(small_batches: None) -> None:
+    stream = io.BytesIO(b"kept")
+    stream.seek(4)
+    documents = [{"a": n, "b": n} for n in range(9)] + [{"b": 1, "a": 2}]
+    with pytest.raises(UnsupportedValueError, match="Row 10 orders its fields 'b', 'a'"):
+        get_format("csv").write_stream(stream, iter(documents))
+    assert stream.getvalue() == b"kept"
 
 
 # ------------------------------------------------------------------------------------------
