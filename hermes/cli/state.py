@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from hermes.progress import Progress
@@ -40,9 +42,19 @@ class CliState:
         if self._manager is None:
             from hermes.storage.database import MongoDBManager
 
-            self._manager = MongoDBManager(self.uri, self.database)
+            self._manager = MongoDBManager(
+                self.uri, self.database, on_embedded_start=self._starting
+            )
             click.get_current_context().call_on_close(self._manager.close)
         return self._manager
+
+    def _starting(self, data_dir: Path) -> None:
+        if not self.quiet:
+            click.echo(
+                f"Starting the embedded warehouse (data in {data_dir}); "
+                "a large one takes a minute to open...",
+                err=True,
+            )
 
     @contextlib.contextmanager
     def progress(self) -> Iterator[Progress]:

@@ -16,6 +16,9 @@ from hermes.config import Settings, get_settings
 from hermes.errors import WarehouseUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from pymongo import MongoClient
     from pymongo.collection import Collection
     from pymongo.database import Database
@@ -69,6 +72,7 @@ class MongoDBManager:
         settings: Settings | None = None,
         timeout_ms: int = 5000,
         retry: RetryPolicy | None = None,
+        on_embedded_start: Callable[[Path], None] | None = None,
     ) -> None:
         from hermes.storage.retry import DEFAULT_RETRY
 
@@ -77,6 +81,8 @@ class MongoDBManager:
         self._uri = uri or self.settings.uri
         self.database_name = database or self.settings.database
         self.timeout_ms = timeout_ms
+        #: Called with the data folder when the embedded warehouse has to be started.
+        self.on_embedded_start = on_embedded_start
         self._client: MongoClient | None = None
         self._embedded_uri: str | None = None
 
@@ -117,7 +123,8 @@ class MongoDBManager:
         if uri is None:
             from hermes.storage.embedded import EmbeddedWarehouse
 
-            uri = EmbeddedWarehouse(self.settings.hermes_home).ensure_running().uri
+            home = EmbeddedWarehouse(self.settings.hermes_home)
+            uri = home.ensure_running(self.on_embedded_start).uri
             self._embedded_uri = uri
         try:
             client: MongoClient = MongoClient(

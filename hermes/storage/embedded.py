@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +115,12 @@ class EmbeddedWarehouse:
             return info
         return None
 
-    def ensure_running(self) -> ServerInfo:
-        """Reuse the server of this folder, or start one and wait until it answers."""
+    def ensure_running(self, on_start: Callable[[Path], None] | None = None) -> ServerInfo:
+        """Reuse the server of this folder, or start one and wait until it answers.
+
+        ``on_start(data_dir)`` is called when a server has to be started: opening a large data
+        folder takes a while (about a minute for 6.5 GB), which a command line should say.
+        """
         with self._locked():
             info = self._read_state()
             if info and _alive(info.pid) and _ping(info):
@@ -124,6 +128,8 @@ class EmbeddedWarehouse:
             if info and _alive(info.pid):
                 # A server that no longer answers still holds the folder: end it first.
                 self._terminate(info.pid)
+            if on_start is not None:
+                on_start(self.data_dir)
             return self._start()
 
     def _start(self) -> ServerInfo:

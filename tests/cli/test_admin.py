@@ -58,3 +58,18 @@ def test_warehouse_stop_stops_the_server_of_hermes_home(tmp_path, monkeypatch, r
     assert result.exit_code == 0, result.output
     assert f"Stopped the embedded warehouse in {tmp_path}" in result.stdout
     assert warehouse.running() is None
+
+
+def test_a_command_says_when_it_has_to_start_the_embedded_warehouse(tmp_path, monkeypatch, request):
+    monkeypatch.setenv("HERMES_HOME", str(tmp_path))
+    request.addfinalizer(EmbeddedWarehouse(tmp_path).stop)
+    first = CliRunner().invoke(cli, ["status"])
+    assert first.exit_code == 0, first.output
+    assert f"Starting the embedded warehouse (data in {tmp_path}" in first.stderr
+    running = CliRunner().invoke(cli, ["status"])
+    assert running.exit_code == 0, running.output
+    assert "Starting" not in running.stderr
+    EmbeddedWarehouse(tmp_path).stop()
+    quiet = CliRunner().invoke(cli, ["--quiet", "status"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == ""
