@@ -600,10 +600,23 @@ def from_extended(value: Any) -> Any:
     return _convert_value(value)
 
 
+#: Every digit as ``0``, every other byte as a space: a run of :data:`_LONG_RUN` shows a
+#: number orjson may have read as a double.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+#: 19 digits: the shortest integer beyond 64 bits (orjson reads those as doubles, silently).
+_LONG_RUN = b"0" * 19
+
+
+def _as_bytes(data: bytearray | memoryview | str) -> bytes:
+    return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+
+
 def _parse(data: bytes | bytearray | memoryview | str) -> Any:
-    """orjson, and the standard library for what only it accepts (``NaN``, ``Infinity``)."""
+    """orjson, and the standard library for what only it accepts (``NaN``, ``Infinity``) and
+    for the integers orjson would turn into doubles (beyond 64 bits), which it reads exactly:
+    writing them then fails with a clear error instead of storing another number."""
     try:
-        return orjson.loads(data)
+        parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
         try:
@@ -611,6 +624,11 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Any:
         except (ValueError, RecursionError):
             pass
         raise
+    raw = data if type(data) is bytes else _as_bytes(data)
+    if _LONG_RUN in raw.translate(_DIGITS_ONLY):
+        with contextlib.suppress(RecursionError):  # deeper than json's recursion allows
+            return json.loads(raw.decode("utf-8"))
+    return parsed
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

@@ -301,6 +301,20 @@ def test_invalid_extended_json_values_are_errors():
             extjson.loads_document(text)
 
 
+@pytest.mark.parametrize(
+    "number", [2**64, -(2**63) - 1, 10**29 + 7, -(10**40), 2**63 - 1, 2**64 - 1, -(2**63)]
+)
+def test_integers_of_any_size_are_read_exactly_never_as_doubles(number):
+    text = f'{{"n": {number}, "list": [{number}], "s": "{number}", "f": 1.5}}'
+    assert extjson.loads_document(text) == {
+        "n": number,
+        "list": [number],
+        "s": str(number),
+        "f": 1.5,
+    }
+    assert type(extjson.loads(text.encode())["n"]) is int
+
+
 def test_dates_keep_millisecond_precision_and_utc():
     document = {"when": datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))}
     back = extjson.loads_document(extjson.dumps(document))

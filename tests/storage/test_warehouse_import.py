@@ -150,6 +150,18 @@ def test_a_key_bson_cannot_hold_is_rejected_with_the_reason(importer, db, tmp_pa
     assert "not storable as BSON" in report.errors[0] and "line 1" in report.errors[0]
 
 
+def test_an_integer_beyond_64_bits_is_rejected_never_stored_as_another_number(
+    importer, db, tmp_path
+):
+    path = jsonl(
+        tmp_path / "i.jsonl", '{"_id": 1, "n": 123456789012345678901234567890}', '{"_id": 2}'
+    )
+    report = importer.import_collection("items", path)
+    assert (report.inserted, report.rejected) == (1, 1)
+    assert "line 1" in report.errors[0] and "8-byte ints" in report.errors[0]
+    assert [d["_id"] for d in db.items.find()] == [2]
+
+
 def test_drop_empties_the_collection_first(importer, db, tmp_path):
     db.items.insert_many([{"_id": 1}, {"_id": 99}])
     report = importer.import_collection(
