@@ -25,9 +25,10 @@ so it raises a :class:`FormatError` with line and column, after the elements bef
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import orjson
@@ -372,6 +373,9 @@ def encode_value(
 class JsonFormat:
     name = "json"
     extensions = EXTENSIONS["json"]
+    #: ``read_batches(..., raw_bson=True)`` reads arrays laid out one element per line (as
+    #: Hermes writes them) straight to BSON (see :func:`_raw_records`).
+    reads_bson = True
 
     def read_batches(
         self,
@@ -380,8 +384,15 @@ class JsonFormat:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_error: ErrorHandler | None = None,
+        raw_bson: bool = False,
         **_: Any,
     ) -> Iterator[Batch]:
+        """``raw_bson``: hand over the documents the C decoder reads as
+        :class:`~bson.raw_bson.RawBSONDocument` (see :func:`_raw_records`); the others, and
+        every error, as without it."""
+        if raw_bson:
+            records = _raw_records(stream, path, on_error, batch_size)
+            return batch_records(records, batch_size)
         return batch_records(self._records(stream, path, on_error), batch_size)
 
     @staticmethod
@@ -450,6 +461,106 @@ def _write_bson_array(
         count += len(chunk)
     write(b"\n]\n" if count else b"[]\n")
     return count
+
+
+def _raw_records(
+    stream: IO[bytes], path: str, on_error: ErrorHandler | None, group: int
+) -> Iterator[tuple[str, Any]]:
+    """The records of a JSON file, as raw BSON while it is laid out as Hermes writes arrays.
+
+    ``[`` on its own line, then one element per line (with its comma), then ``]``: then each
+    line is one document, which the C decoder (:mod:`hermes.formats.jsonbson`) writes as BSON
+    straight from the text, ``group`` lines per call, exactly as the scanner's document would
+    encode; a line it declines is parsed in Python, as a JSON Lines line would be. At the first
+    line that is not so (another layout, a trailing comma, anything malformed or not a
+    document), the file is read again from its start by the scanner, which skips the elements
+    already handed over and reads the rest, errors included.
+    A stream that cannot be read again (a decompressor) goes to the scanner at once.
+    """
+    from hermes.formats import jsonbson
+
+    taken: int | None = 0
+    if jsonbson.AVAILABLE and _seekable(stream):
+        start = stream.tell()
+        taken = yield from _line_elements(stream, group)
+        if taken is None:
+            return
+        stream.seek(start)
+    records = JsonFormat._records(stream, path, on_error)
+    yield from itertools.islice(records, taken, None)
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _line_elements(stream: IO[bytes], group: int) -> Generator[tuple[str, Any], None, int | None]:
+    """The elements of an array laid out one per line, as raw BSON, while the layout holds and
+    the decoder takes them; returns None when it read the whole file so, else how many
+    elements it handed over."""
+    from bson.raw_bson import RawBSONDocument
+
+    from hermes.formats import jsonbson
+    from hermes.formats.jsonl import content_lines
+    from hermes.storage.streams import raw_codec
+
+    options = raw_codec(jsonbson.CODEC_OPTIONS)
+    items = 0
+
+    def decoded(pending: list[tuple[int, bytes]]) -> Generator[tuple[str, Any], None, bool]:
+        """The pending element lines as records (a line the decoder declines parsed in Python),
+        up to the first that cannot be read so."""
+        nonlocal items
+        encoded = jsonbson.lines_to_bson([element for _, element in pending])
+        for (number, element), raw in zip(pending, encoded, strict=True):
+            if raw is not None:
+                document: Any = RawBSONDocument(raw, options)
+            else:
+                try:
+                    document = extjson.loads_document(element)
+                except (ValueError, RecursionError):
+                    return False  # the scanner says what is wrong
+            items += 1
+            yield f"item {items} (line {number})", document
+        return True
+
+    state: object = _BEFORE
+    pending: list[tuple[int, bytes]] = []
+    for number, line in content_lines(stream):
+        state, element = _next_state(state, line)
+        if state is _STOP:
+            break
+        if element is not None:
+            pending.append((number, element))
+            if len(pending) >= group:
+                if not (yield from decoded(pending)):
+                    return items
+                pending = []
+    complete = yield from decoded(pending)
+    return None if complete and state is _CLOSED else items
+
+
+#: Where a file laid out as Hermes writes arrays is, line by line (see :func:`_next_state`).
+_BEFORE, _OPEN, _AFTER_COMMA, _AFTER_ELEMENT, _CLOSED, _STOP = (object() for _ in range(6))
+
+
+def _next_state(state: object, line: bytes | None) -> tuple[object, bytes | None]:
+    """The state after a non-blank line, and the element the line holds (without its comma)."""
+    text = None if line is None else line.strip(_SPACE_BYTES)
+    if text is None or state is _CLOSED:
+        return _STOP, None
+    if state is _BEFORE:
+        return (_OPEN, None) if text == b"[" else (_STOP, None)
+    if text == b"]":
+        return (_STOP, None) if state is _AFTER_COMMA else (_CLOSED, None)
+    if state is _AFTER_ELEMENT or not text.startswith(b"{"):
+        return _STOP, None
+    if text.endswith(b","):
+        return _AFTER_COMMA, text[:-1].rstrip(_SPACE_BYTES)
+    return _AFTER_ELEMENT, text
 
 
 def append_element(source: IO[bytes], sink: IO[bytes], element: bytes, path: str) -> None:

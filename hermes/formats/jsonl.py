@@ -80,7 +80,7 @@ class JsonLinesFormat:
         """``raw_bson``: hand over each document the C decoder takes as a
         :class:`~bson.raw_bson.RawBSONDocument` (what an insert sends, built without Python
         objects per field); the others, and every error, as without it."""
-        lines = _content_lines(stream)
+        lines = content_lines(stream)
         if raw_bson:
             return batch_records(_raw_records(lines, path, on_error, batch_size), batch_size)
         return batch_records(_parsed(lines, path, on_error), batch_size)
@@ -111,7 +111,7 @@ class JsonLinesFormat:
         return count
 
 
-def _content_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
+def content_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
     """Numbered lines that hold something (a BOM dropped); None for an overlong line, which
     :func:`_record` rejects in its turn."""
     for number, line in enumerate(_lines(stream), start=1):

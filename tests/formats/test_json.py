@@ -9,18 +9,23 @@ import json
 from unittest import mock
 
 import pytest
-from bson import ObjectId
+from bson import Decimal128, ObjectId
+from bson.raw_bson import RawBSONDocument
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hermes.errors import FormatError
-from hermes.formats import extjson, iter_documents, read_documents, write_documents
+from hermes.formats import extjson, iter_documents, jsonbson, read_documents, write_documents
 from hermes.formats import json as hermes_json
 from hermes.formats.json import JsonFormat
 from hermes.sample import iter_collection
 from tests.strategies import STORED_DOCUMENTS, same_bson
 
 FORMAT = JsonFormat()
+needs_decoder = pytest.mark.skipif(
+    not jsonbson.AVAILABLE,
+    reason="hermes.formats._jsonbson is not built: every element goes through the scanner",
+)
 
 
 def _read(data: bytes, chunk: int | None = None, **options) -> list[tuple[str, dict]]:
@@ -395,3 +400,113 @@ def test_a_damaged_file_gives_documents_or_a_format_error(documents, data):
     assume(damaged != text)
     with contextlib.suppress(FormatError):
         _read(damaged, chunk=data.draw(st.sampled_from([None, 5])), on_error=lambda e: None)
+
+
+# ------------------------------------------------------------------------------------------
+# Read straight to BSON (imports): the same records, locations and errors
+# ------------------------------------------------------------------------------------------
+
+
+class ReadOnce(io.RawIOBase):
+    """A stream that cannot be read again, as a decompressor."""
+
+    def __init__(self, data: bytes) -> None:
+        self.source = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _outcome(stream, raw_bson: bool, batch_size: int = 3) -> tuple:
+    """Every record as (location, BSON or the document), every rejection, and the error."""
+    records, rejected, error = [], [], None
+    batches = FORMAT.read_batches(
+        stream, "data.json", batch_size=batch_size, on_error=rejected.append, raw_bson=raw_bson
+    )
+    try:
+        for batch in batches:
+            for location, document in batch:
+                if isinstance(document, RawBSONDocument):
+                    records.append((location, document.raw))
+                else:
+                    with contextlib.suppress(jsonbson.NotBson):
+                        document = jsonbson.encode_document(document)
+                    records.append((location, document))
+    except FormatError as exc:
+        error = str(exc)
+    return records, rejected, error
+
+
+ODD_LINES = [
+    b'{"_id": 1, "x": {"$oid": "not hex"}},',  # a bad element: rejected, reading goes on
+    b'{"_id": 2, "d": {"$numberDecimal": "1.5"}},',  # a type the C decoder leaves to Python
+    b'{"x": 1, "_id": 3},',  # _id not first
+    b'{"_id": 4} {"_id": 5},',  # malformed
+    b"7,",  # not a document
+    b'{"_id": 6, "n": NaN},',
+    b'{"_id": 7, "big": 123456789012345678901234567890},',
+    b"",
+    b"[",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    documents=st.lists(STORED_DOCUMENTS, max_size=8),
+    indent=st.sampled_from([None, None, 2]),
+    odd=st.lists(st.tuples(st.integers(0, 20), st.sampled_from(ODD_LINES)), max_size=2),
+    cut=st.one_of(st.none(), st.integers(0, 4000)),
+    batch_size=st.integers(1, 4),
+)
+def test_reading_straight_to_bson_gives_what_the_scanner_gives(
+    documents, indent, odd, cut, batch_size
+):
+    lines = _write(documents, indent=indent).split(b"\n")
+    for at, line in odd:
+        lines.insert(min(at, len(lines)), line)
+    data = b"\n".join(lines)[:cut]
+    expected = _outcome(io.BytesIO(data), raw_bson=False, batch_size=batch_size)
+    assert _outcome(io.BytesIO(data), raw_bson=True, batch_size=batch_size) == expected
+    assert _outcome(ReadOnce(data), raw_bson=True, batch_size=batch_size) == expected
+
+
+@needs_decoder
+def test_hermes_arrays_are_read_straight_to_bson():
+    documents = list(iter_collection("raw_documents", 30))
+    records, rejected, error = _outcome(io.BytesIO(_write(documents)), raw_bson=True)
+    assert (rejected, error) == ([], None)
+    assert [location for location, _ in records] == [
+        f"item {n} (line {n + 1})" for n in range(1, 31)
+    ]
+    assert [raw for _, raw in records] == [jsonbson.encode_document(d) for d in documents]
+
+
+@needs_decoder
+def test_a_document_the_decoder_leaves_is_parsed_in_python_and_reading_goes_on():
+    documents = [{"_id": n, "price": Decimal128(str(n)) if n == 5 else n} for n in range(9)]
+    data = _write(documents)
+    read = FORMAT.read_batches(io.BytesIO(data), "data.json", batch_size=2, raw_bson=True)
+    kinds = [type(d).__name__ for batch in read for d in batch.documents]
+    assert kinds == ["RawBSONDocument"] * 5 + ["dict"] + ["RawBSONDocument"] * 3
+    assert _outcome(io.BytesIO(data), True) == _outcome(io.BytesIO(data), False)
+
+
+def test_a_bad_element_is_rejected_with_its_location_and_the_others_are_read():
+    data = _write([{"_id": 1}, {"_id": 2}]).replace(
+        b"\n]", b',\n{"_id": {"$oid": "x"}},\n{"_id": 3}\n]'
+    )
+    records, rejected, error = _outcome(io.BytesIO(data), raw_bson=True)
+    assert [location for location, _ in records] == [
+        "item 1 (line 2)",
+        "item 2 (line 3)",
+        "item 4 (line 5)",
+    ]
+    assert [(r.location, r.raw) for r in rejected] == [
+        ("item 3 (line 4)", '{"_id": {"$oid": "x"}}')
+    ]
+    assert error is None
