@@ -397,9 +397,11 @@ class JsonFormat:
 
     @staticmethod
     def _records(
-        stream: IO[bytes], path: str, on_error: ErrorHandler | None
+        stream: IO[bytes], path: str, on_error: ErrorHandler | None, skip: int = 0
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        for location, document, reason, raw in iter_elements(stream, path):
+        """The documents, each bad element rejected; the first ``skip`` elements left out."""
+        elements = itertools.islice(iter_elements(stream, path), skip, None)
+        for location, document, reason, raw in elements:
             if reason is not None:
                 reject(RecordError(path, location, reason, raw), on_error)
                 continue
@@ -486,8 +488,7 @@ def _raw_records(
         if taken is None:
             return
         stream.seek(start)
-    records = JsonFormat._records(stream, path, on_error)
-    yield from itertools.islice(records, taken, None)
+    yield from JsonFormat._records(stream, path, on_error, skip=taken)
 
 
 def _seekable(stream: IO[bytes]) -> bool:
