@@ -308,7 +308,7 @@ class WriteOnly:
 
 
 def written(documents: list[dict], stream: Any, **options: Any) -> tuple[str, bytes]:
-    """What a CSV write leaves in ``stream``: the bytes, and the refusal if any."""
+    """The refusal of a CSV write ("" if none), and the bytes it leaves in ``stream``."""
     try:
         get_format("csv").write_stream(stream, iter(documents), **options)
         outcome = ""
