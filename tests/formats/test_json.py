@@ -478,6 +478,8 @@ def test_reading_straight_to_bson_gives_what_the_scanner_gives(
 @needs_decoder
 def test_hermes_arrays_are_read_straight_to_bson():
     documents = list(iter_collection("raw_documents", 30))
+    read = FORMAT.read_batches(io.BytesIO(_write(documents)), "data.json", raw_bson=True)
+    assert {type(d) for batch in read for d in batch.documents} == {RawBSONDocument}
     records, rejected, error = _outcome(io.BytesIO(_write(documents)), raw_bson=True)
     assert (rejected, error) == ([], None)
     assert [location for location, _ in records] == [
