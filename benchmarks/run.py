@@ -73,6 +73,7 @@ COMPARISONS = [
         2.0,
     ),
     Comparison("Export JSONL vs cursor drain", "wh.export.hermes.jsonl", "wh.drain", 0.85),
+    Comparison("Export JSON (array) vs cursor drain", "wh.export.hermes.json", "wh.drain", 0.85),
     Comparison("Export Parquet vs cursor drain", "wh.export.hermes.parquet", "wh.drain", 0.85),
     Comparison("Export CSV vs cursor drain", "wh.export.hermes.csv", "wh.drain", 0.85),
     Comparison(
@@ -129,6 +130,12 @@ COMPARISONS = [
         "wh.insert_ceiling",
         0.85,
     ),
+    Comparison(
+        "Import JSON (array) vs insert_many ceiling",
+        "wh.import.hermes.json",
+        "wh.insert_ceiling",
+        0.85,
+    ),
     Comparison("Backup (JSONL) vs cursor drain", "wh.backup.hermes", "wh.drain", 0.85),
     Comparison("Restore vs insert_many ceiling", "wh.restore.hermes", "wh.insert_ceiling", 0.85),
     Comparison(
@@ -148,6 +155,7 @@ COMPARISONS = [
     Comparison(
         "Import Parquet docs per client CPU-s", "wh.import.hermes.parquet", None, 50_000, "cpu"
     ),
+    Comparison("Import JSON docs per client CPU-s", "wh.import.hermes.json", None, 50_000, "cpu"),
     Comparison(
         "Parallel export x2 vs x1 (JSONL)", "wh.parallel.export.2", "wh.parallel.export.1", None
     ),
@@ -189,6 +197,7 @@ ORDER = [
     "wh.export.hermes.jsonl",
     "wh.export.hermes.parquet",
     "wh.export.hermes.csv",
+    "wh.export.hermes.json",
     "wh.backup.hermes",
     "wh.drain",
     "wh.export.handbook",
@@ -201,6 +210,7 @@ ORDER = [
     "wh.insert_ceiling",
     "wh.import.hermes.jsonl",
     "wh.import.hermes.parquet",
+    "wh.import.hermes.json",
     "wh.restore.hermes",
     "wh.restore.hermes.replace",
     "wh.parallel.export.1",

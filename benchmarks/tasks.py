@@ -323,7 +323,7 @@ def _hermes_import(args, fmt: str) -> dict[str, Any]:
     return _since(started, report.inserted)
 
 
-for _fmt in ("jsonl", "parquet"):
+for _fmt in ("jsonl", "parquet", "json"):
     task(f"wh.import.hermes.{_fmt}")(lambda args, fmt=_fmt: _hermes_import(args, fmt))
 
 
