@@ -627,7 +627,7 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Any:
     raw = data if type(data) is bytes else _as_bytes(data)
     if _LONG_RUN in raw.translate(_DIGITS_ONLY):
         with contextlib.suppress(RecursionError):  # deeper than json's recursion allows
-            return json.loads(raw.decode("utf-8"))
+            return json.loads(data if isinstance(data, str) else raw.decode("utf-8"))
     return parsed
 
 
