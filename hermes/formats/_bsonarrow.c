@@ -148,29 +148,9 @@ static int field_visit(void *state, const uint8_t *key, size_t key_len, Elem val
     return OK;
 }
 
-typedef struct {
-    Key *keys;
-    size_t n;
-    size_t cap;
-} KeyList;
-
 static int key_visit(void *state, const uint8_t *key, size_t key_len, Elem value) {
     (void)value;
-    KeyList *list = state;
-    if (list->n == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 16;
-        Key *keys = PyMem_Realloc(list->keys, cap * sizeof(Key));
-        if (!keys) {
-            PyErr_NoMemory();
-            return ERROR;
-        }
-        list->keys = keys;
-        list->cap = cap;
-    }
-    list->keys[list->n].ptr = key;
-    list->keys[list->n].len = key_len;
-    list->n++;
-    return OK;
+    return push_key(state, key, key_len) < 0 ? ERROR : OK;
 }
 
 static void make_text(Node *node, const char *name) {
@@ -200,27 +180,27 @@ static int infer_struct(Node *node, int depth) {
     while (is_null(&node->elems[first])) {
         first++;
     }
-    KeyList list = {0};
+    Keys list = {0};
     int rc = each_element(&node->elems[first], 0, key_visit, &list);
     if (rc != OK) {
-        PyMem_Free(list.keys);
+        PyMem_Free(list.items);
         return rc;
     }
     if (list.n == 0) {
-        PyMem_Free(list.keys);
+        PyMem_Free(list.items);
         make_text(node, "mixed"); /* Parquet has no empty struct */
         return OK;
     }
     int duplicates;
-    if (has_duplicate_keys(list.keys, list.n, &duplicates) < 0) {
-        PyMem_Free(list.keys);
+    if (has_duplicate_keys(list.items, list.n, &duplicates) < 0) {
+        PyMem_Free(list.items);
         return ERROR;
     }
     if (duplicates) {
-        PyMem_Free(list.keys);
+        PyMem_Free(list.items);
         return DECLINE;
     }
-    node->keys = list.keys;
+    node->keys = list.items;
     node->nfields = list.n;
     node->fields = PyMem_Calloc(list.n, sizeof(Node));
     if (!node->fields) {
@@ -716,7 +696,7 @@ static PyObject *build_text(const Node *node, int canonical, int *rc) {
         const Elem *v = &node->elems[row];
         if (!is_null(v)) {
             const uint8_t *p = v->p;
-            e.nkeys = 0;
+            e.keys.n = 0;
             int status = put_value(&e, v->type, &p, v->p + v->size, 1);
             if (status == OK && e.len > INT32_MAX) {
                 status = DECLINE;

@@ -35,9 +35,7 @@ typedef struct {
     size_t ncells;
     size_t ends_cap;
     Encoder signature; /* the walk's keys and kinds */
-    Key *keys;         /* keys of the levels being walked, for the repeat check */
-    size_t nkeys;
-    size_t keys_cap;
+    Keys keys;         /* keys of the levels being walked */
 } Render;
 
 static int end_cell(Render *r) {
@@ -65,23 +63,6 @@ static int sign(Render *r, const uint8_t *key, size_t key_len, uint8_t kind, uin
     put_char(&r->signature, '\0');
     put_char(&r->signature, (char)kind);
     put_char(&r->signature, (char)detail);
-    return OK;
-}
-
-static int push_render_key(Render *r, const uint8_t *key, size_t len) {
-    if (r->nkeys == r->keys_cap) {
-        size_t cap = r->keys_cap ? r->keys_cap * 2 : 64;
-        Key *keys = PyMem_Realloc(r->keys, cap * sizeof(Key));
-        if (!keys) {
-            PyErr_NoMemory();
-            return ERROR;
-        }
-        r->keys = keys;
-        r->keys_cap = cap;
-    }
-    r->keys[r->nkeys].ptr = key;
-    r->keys[r->nkeys].len = len;
-    r->nkeys++;
     return OK;
 }
 
@@ -117,7 +98,7 @@ static int flattens(const uint8_t *doc, size_t size) {
 
 /* The value's cell as Extended JSON (csv._json_bytes: the value inside {"": value}). */
 static int json_cell(Render *r, uint8_t type, const uint8_t **pos, const uint8_t *end) {
-    r->cells.nkeys = 0;
+    r->cells.keys.n = 0;
     int rc = put_value(&r->cells, type, pos, end, 1);
     return rc == ENC_OK ? end_cell(r) : rc;
 }
@@ -297,7 +278,7 @@ static int element(Render *r, uint8_t type, const uint8_t *key, size_t key_len,
 /* The elements of a document (``top``) or of a sub-document that flattens. */
 static int walk(Render *r, const uint8_t *doc, size_t size, int top) {
     const uint8_t *pos = doc + 4, *end = doc + size - 1;
-    size_t first_key = r->nkeys;
+    size_t first_key = r->keys.n;
     while (pos < end) {
         uint8_t type = *pos++;
         const uint8_t *key = pos;
@@ -313,7 +294,7 @@ static int walk(Render *r, const uint8_t *doc, size_t size, int top) {
         if (pos > end) {
             return DECLINE;
         }
-        int rc = push_render_key(r, key, key_len);
+        int rc = push_key(&r->keys, key, key_len) < 0 ? ERROR : OK;
         if (rc == OK) {
             rc = element(r, type, key, key_len, &pos, end);
         }
@@ -325,10 +306,10 @@ static int walk(Render *r, const uint8_t *doc, size_t size, int top) {
         return DECLINE;
     }
     int duplicates;
-    if (has_duplicate_keys(r->keys + first_key, r->nkeys - first_key, &duplicates) < 0) {
+    if (has_duplicate_keys(r->keys.items + first_key, r->keys.n - first_key, &duplicates) < 0) {
         return ERROR;
     }
-    r->nkeys = first_key;
+    r->keys.n = first_key;
     return duplicates ? DECLINE : OK;
 }
 
@@ -339,7 +320,7 @@ static PyObject *render_document(Render *r, const uint8_t *doc, size_t size) {
     r->cells.len = 0;
     r->signature.len = 0;
     r->ncells = 0;
-    r->nkeys = 0;
+    r->keys.n = 0;
     int rc = DECLINE;
     if (size >= 5 && size <= INT32_MAX && read_u32(doc) == size && doc[size - 1] == 0) {
         rc = walk(r, doc, size, 1);
@@ -415,14 +396,14 @@ static PyObject *bsoncsv_render(PyObject *self, PyObject *args, PyObject *kwargs
     encoder_free(&r.cells);
     encoder_free(&r.signature);
     PyMem_Free(r.ends);
-    PyMem_Free(r.keys);
+    PyMem_Free(r.keys.items);
     Py_DECREF(items);
     return out;
 fail:
     encoder_free(&r.cells);
     encoder_free(&r.signature);
     PyMem_Free(r.ends);
-    PyMem_Free(r.keys);
+    PyMem_Free(r.keys.items);
     Py_DECREF(items);
     Py_XDECREF(out);
     return NULL;

@@ -39,13 +39,18 @@ typedef struct {
     size_t len;
 } Key;
 
+/* Keys of the documents being walked, innermost last, for the repeat check. */
+typedef struct {
+    Key *items;
+    size_t n;
+    size_t cap;
+} Keys;
+
 typedef struct {
     char *buf; /* output, grown by doubling */
     size_t len;
     size_t cap;
-    Key *keys; /* keys of the documents being written, innermost last */
-    size_t nkeys;
-    size_t keys_cap;
+    Keys keys;
     int canonical;
 } Encoder;
 
@@ -939,21 +944,22 @@ static int put_wrapped_string(Encoder *e, const char *prefix, size_t prefix_len,
 /* Documents                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-static int push_key(Encoder *e, const uint8_t *ptr, size_t len) {
-    if (e->nkeys == e->keys_cap) {
-        size_t cap = e->keys_cap ? e->keys_cap * 2 : 64;
-        Key *keys = PyMem_Realloc(e->keys, cap * sizeof(Key));
-        if (!keys) {
+/* Add a key: 0, or -1 with MemoryError set. */
+static int push_key(Keys *keys, const uint8_t *ptr, size_t len) {
+    if (keys->n == keys->cap) {
+        size_t cap = keys->cap ? keys->cap * 2 : 64;
+        Key *items = PyMem_Realloc(keys->items, cap * sizeof(Key));
+        if (!items) {
             PyErr_NoMemory();
-            return ENC_ERROR;
+            return -1;
         }
-        e->keys = keys;
-        e->keys_cap = cap;
+        keys->items = items;
+        keys->cap = cap;
     }
-    e->keys[e->nkeys].ptr = ptr;
-    e->keys[e->nkeys].len = len;
-    e->nkeys++;
-    return ENC_OK;
+    keys->items[keys->n].ptr = ptr;
+    keys->items[keys->n].len = len;
+    keys->n++;
+    return 0;
 }
 
 static inline int same_key(const Key *a, const Key *b) {
@@ -1182,7 +1188,7 @@ static int put_container(Encoder *e, const uint8_t *doc, size_t size, int is_arr
     }
     const uint8_t *pos = doc + 4;
     const uint8_t *end = doc + size - 1;
-    size_t first_key = e->nkeys;
+    size_t first_key = e->keys.n;
     int rc;
     if (reserve(e, 1) < 0) {
         return ENC_ERROR;
@@ -1210,8 +1216,8 @@ static int put_container(Encoder *e, const uint8_t *doc, size_t size, int is_arr
             if (key_len && key[0] == '$') {
                 return ENC_DECLINE; /* DBRef, wrapper-shaped or "$" fields: Python decides */
             }
-            if ((rc = push_key(e, key, key_len)) != ENC_OK) {
-                return rc;
+            if (push_key(&e->keys, key, key_len) < 0) {
+                return ENC_ERROR;
             }
             if ((rc = put_string(e, key, key_len)) != ENC_OK) {
                 return rc;
@@ -1227,13 +1233,14 @@ static int put_container(Encoder *e, const uint8_t *doc, size_t size, int is_arr
     }
     if (!is_array) {
         int duplicates;
-        if (has_duplicate_keys(e->keys + first_key, e->nkeys - first_key, &duplicates) < 0) {
+        Key *keys = e->keys.items + first_key;
+        if (has_duplicate_keys(keys, e->keys.n - first_key, &duplicates) < 0) {
             return ENC_ERROR;
         }
         if (duplicates) {
             return ENC_DECLINE;
         }
-        e->nkeys = first_key;
+        e->keys.n = first_key;
     }
     if (reserve(e, 1) < 0) {
         return ENC_ERROR;
@@ -1248,7 +1255,7 @@ static int put_container(Encoder *e, const uint8_t *doc, size_t size, int is_arr
  */
 static inline int put_document(Encoder *e, const uint8_t *doc, size_t size, int newline) {
     size_t start = e->len;
-    e->nkeys = 0;
+    e->keys.n = 0;
     int rc = ENC_DECLINE;
     if (size >= 5 && size <= INT32_MAX && read_u32(doc) == size && doc[size - 1] == 0) {
         rc = put_container(e, doc, size, 0, 1);
@@ -1267,9 +1274,9 @@ static inline int put_document(Encoder *e, const uint8_t *doc, size_t size, int 
 
 static void encoder_free(Encoder *e) {
     PyMem_Free(e->buf);
-    PyMem_Free(e->keys);
+    PyMem_Free(e->keys.items);
     e->buf = NULL;
-    e->keys = NULL;
+    e->keys = (Keys){0};
 }
 
 static inline PyObject *encoder_result(Encoder *e) {
