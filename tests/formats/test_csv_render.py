@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 from hermes.formats import csv as csv_format
 from hermes.formats import get_format
-from hermes.formats.base import BsonChunks
-from hermes.storage.database import CODEC_OPTIONS
+from tests.formats.bson_writes import encoded, written, written_in_python
 from tests.strategies import COLLECTIONS, STORED_DOCUMENTS
 
 needs_c = pytest.mark.skipif(
@@ -43,27 +42,12 @@ OPTIONS = pytest.mark.parametrize(
 
 def write(chunks: list[list[bytes]], **options: Any) -> tuple[Any, ...]:
     """The CSV bytes written from BSON chunks, or the error it raises."""
-    stream = io.BytesIO()
-    try:
-        get_format("csv").write_stream(stream, BsonChunks(iter(chunks), CODEC_OPTIONS), **options)
-    except Exception as exc:
-        return ("raised", type(exc), str(exc))
-    return ("ok", stream.getvalue())
+    return written("csv", chunks, **options)
 
 
 def python_write(chunks: list[list[bytes]], **options: Any) -> tuple[Any, ...]:
     """The reference: the same chunks decoded and walked in Python."""
-    renderer = csv_format._bsoncsv
-    csv_format._bsoncsv = None
-    try:
-        return write(chunks, **options)
-    finally:
-        csv_format._bsoncsv = renderer
-
-
-def encoded(documents: list[dict[str, Any]], size: int = 1000) -> list[list[bytes]]:
-    raws = [bson.encode(document) for document in documents]
-    return [raws[start : start + size] for start in range(0, len(raws), size)]
+    return written_in_python(csv_format, "_bsoncsv", "csv", chunks, **options)
 
 
 def assert_same_file(chunks: list[list[bytes]], **options: Any) -> tuple[Any, ...]:

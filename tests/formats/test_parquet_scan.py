@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hermes.formats import parquet
 from hermes.formats.base import BsonChunks
 from hermes.storage.database import CODEC_OPTIONS
+from tests.formats.bson_writes import encoded, written, written_in_python
 from tests.strategies import COLLECTIONS, STORED_DOCUMENTS, same_bson
 
 needs_c = pytest.mark.skipif(
@@ -33,35 +34,18 @@ MODES = pytest.mark.parametrize("json_format", ["relaxed", "canonical"])
 
 def write(chunks: list[list[bytes]], **options: Any) -> tuple[Any, ...]:
     """The Parquet bytes written from BSON chunks, or the error it raises."""
-    stream = io.BytesIO()
-    try:
-        parquet.ParquetFormat().write_stream(
-            stream, BsonChunks(iter(chunks), CODEC_OPTIONS), **options
-        )
-    except Exception as exc:
-        return ("raised", type(exc), str(exc))
-    return ("ok", stream.getvalue())
+    return written("parquet", chunks, **options)
 
 
 def python_write(chunks: list[list[bytes]], **options: Any) -> tuple[Any, ...]:
     """The reference: the same chunks decoded and converted in Python."""
-    scanner = parquet._bsonarrow
-    parquet._bsonarrow = None
-    try:
-        return write(chunks, **options)
-    finally:
-        parquet._bsonarrow = scanner
+    return written_in_python(parquet, "_bsonarrow", "parquet", chunks, **options)
 
 
 def assert_same_file(chunks: list[list[bytes]], **options: Any) -> bytes:
     written = write(chunks, **options)
     assert written == python_write(chunks, **options)
     return written[1] if written[0] == "ok" else b""
-
-
-def encoded(documents: list[dict[str, Any]], size: int = 1000) -> list[list[bytes]]:
-    raws = [bson.encode(document) for document in documents]
-    return [raws[start : start + size] for start in range(0, len(raws), size)]
 
 
 def scan(documents: list[dict[str, Any]]) -> Any:
