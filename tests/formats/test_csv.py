@@ -373,6 +373,20 @@ def test_rows_are_written_while_the_documents_arrive(small_batches: None) -> Non
     assert stream.getvalue() == written(list(documents()), WriteOnly())[1]
 
 
+def test_a_csv_file_fills_while_the_documents_arrive(tmp_path: Path, small_batches: None) -> None:
+    # The atomic output can be cut back to its start, so an export's rows need not wait.
+    on_disk = []
+
+    def documents():
+        for number in range(200):
+            on_disk.append(sum(p.stat().st_size for p in tmp_path.glob(".out.csv.*.tmp")))
+            yield {"_id": number, "body": "x" * 20_000}
+
+    result = write_documents(tmp_path / "out.csv", documents())
+    assert on_disk[0] == 0 and on_disk[-1] > 2_000_000
+    assert result.bytes == (tmp_path / "out.csv").stat().st_size
+
+
 def test_a_column_that_appears_late_rewrites_the_file_in_place(
     tmp_path: Path, small_batches: None
 ) -> None:
